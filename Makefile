@@ -1,4 +1,5 @@
-# rekey.aws: every target installs what it needs on a fresh machine (Python packages into .venv).
+# rekey.aws: every target installs what it needs on a fresh machine (Debian packages with apt-get,
+# Python packages into .venv and .venv-2.18).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
@@ -8,12 +9,20 @@ VENV_218    := .venv-2.18
 BIN         := $(CURDIR)/$(VENV)/bin
 COLLECTIONS := $(CURDIR)/$(VENV)/collections
 COLL_LINK   := $(COLLECTIONS)/ansible_collections/rekey/aws
+MODULES     := $(basename $(notdir $(wildcard plugins/modules/*.py)))
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
-export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export LC_ALL := C.UTF-8
 
-.PHONY: test venv unit integration sanity lint demo bench clean
+.PHONY: test deps venv venv-2.18 unit unit-2.18 integration sanity sanity-2.18 docs lint demo bench clean
+
+## test: everything CI runs; pytest's summary is the last thing printed
+test: deps venv venv-2.18 sanity sanity-2.18 lint docs unit-2.18
+	$(BIN)/pytest tests/unit tests/integration
+
+deps:
+	@if [ -x tools/install_system_deps.sh ]; then tools/install_system_deps.sh; fi
 
 venv: $(VENV)/.installed $(COLL_LINK)
 
@@ -21,6 +30,14 @@ $(VENV)/.installed: requirements/test.txt requirements/constraints.txt
 	rm -rf $(VENV)
 	"$$(tools/find_python.sh)" -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements/test.txt -c requirements/constraints.txt
+	touch $@
+
+venv-2.18: $(VENV_218)/.installed
+
+$(VENV_218)/.installed: requirements/core-2.18.txt
+	rm -rf $(VENV_218)
+	"$$(tools/find_python.sh)" -m venv $(VENV_218)
+	$(VENV_218)/bin/pip install -q -r requirements/core-2.18.txt
 	touch $@
 
 # ansible and ansible-test find the collection only under an ansible_collections/rekey/aws path.
@@ -31,11 +48,25 @@ $(COLL_LINK):
 unit: venv
 	$(BIN)/pytest tests/unit
 
-integration: venv
+unit-2.18: venv-2.18 venv
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(VENV_218)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+
+integration: deps venv
 	$(BIN)/pytest tests/integration
 
-test: venv
-	$(BIN)/pytest tests/unit tests/integration
+sanity: venv
+	mkdir -p .build && tools/sanity.sh $(VENV) > .build/sanity.log 2>&1 || { cat .build/sanity.log; exit 1; }
+	@grep -E '^(ERROR|Running sanity)' .build/sanity.log | sed 's/^/  /'; echo "sanity (ansible-core $$($(BIN)/python -c 'import ansible; print(ansible.__version__)')): passed"
+
+sanity-2.18: venv-2.18
+	mkdir -p .build && tools/sanity.sh $(VENV_218) > .build/sanity-2.18.log 2>&1 || { cat .build/sanity-2.18.log; exit 1; }
+	@echo "sanity (ansible-core 2.18): passed"
+
+docs: venv
+	@for m in $(MODULES); do $(BIN)/ansible-doc rekey.aws.$$m > /dev/null; done; echo "ansible-doc renders: $(MODULES)"
+
+lint: venv
+	$(BIN)/ansible-lint --nocolor -q
 
 clean:
 	rm -rf $(VENV) $(VENV_218) .build demo-out tests/output .pytest_cache

@@ -85,7 +85,7 @@ def run_playbook(playbook: str | Path | list, *, extra_vars: dict | None = None,
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
         })
         run_env.update(env or {})
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout,
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout, check=False,
                               cwd=str(REPO))
         results = []
         if results_file.exists():
