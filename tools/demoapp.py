@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""The demo app on every fleet host: a service that holds an AWS key, like a real one.
+
+It reads its credentials file once at start (SIGHUP reloads it) and answers
+  GET /health  200 {"access_key_id", "arn", "pid"}   STS GetCallerIdentity with the key in use works
+               503 {"error": CODE, "access_key_id"}  the key is refused (InvalidClientTokenId,
+                                                     SignatureDoesNotMatch, ...) or a pin file holds
+                                                     another key id (PinnedKeyMismatch)
+               502 {"error": CODE}                   the endpoint is unreachable, throttles or fails:
+                                                     not the key's fault
+               500 {"error": "CredentialsUnreadable", "reason"}  the file could not be read
+One STS attempt per request, short timeouts: health tells the truth now. The secret is never
+logged nor returned. Runs on Python 3.9+ with any boto3 of the last years.
+"""
+import argparse
+import configparser
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+# Error codes that mean "this key does not authenticate": answered 503.
+AUTH_ERRORS = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+               "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "IncompleteSignature"}
+
+
+def log(message):
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} demoapp[{os.getpid()}] {message}", flush=True)
+
+
+class Credentials:
+    """What was loaded from the file: a ready STS client, or why there is none."""
+
+    def __init__(self, access_key_id=None, client=None, error=None):
+        self.access_key_id = access_key_id
+        self.client = client
+        self.error = error
+
+
+def load(path, profile, endpoint_url, region, timeout):
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        return Credentials(error=f"cannot read {path}: {exc.strerror}")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        # The parser's message may quote a line of the file, i.e. a secret: name only the kind.
+        return Credentials(error=f"cannot parse {path}: {type(exc).__name__}")
+    if not parser.has_section(profile):
+        return Credentials(error=f"{path} has no profile [{profile}]")
+    key_id = parser.get(profile, "aws_access_key_id", fallback="").strip()
+    secret = parser.get(profile, "aws_secret_access_key", fallback="").strip()
+    token = parser.get(profile, "aws_session_token", fallback="").strip() or None
+    if not key_id or not secret:
+        return Credentials(error=f"profile [{profile}] in {path} lacks aws_access_key_id or aws_secret_access_key")
+    session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
+                                    aws_session_token=token, region_name=region)
+    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
+                    read_timeout=timeout)
+    client = session.client("sts", endpoint_url=endpoint_url or None, config=config)
+    return Credentials(access_key_id=key_id, client=client)
+
+
+class App:
+    def __init__(self, args):
+        self.args = args
+        self.current = Credentials(error="not loaded yet")
+        self.lock = threading.Lock()
+
+    def reload(self):
+        creds = load(self.args.credentials_file, self.args.profile, self.args.endpoint_url,
+                     self.args.region, self.args.sts_timeout)
+        with self.lock:
+            self.current = creds
+        if creds.error:
+            log(f"credentials not loaded: {creds.error}")
+        else:
+            log(f"loaded key {creds.access_key_id} (profile {self.args.profile}) from {self.args.credentials_file}")
+
+    def pinned_key_id(self):
+        if not self.args.pin_file:
+            return None
+        try:
+            with open(self.args.pin_file, encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def health(self):
+        """(status, body) for GET /health."""
+        with self.lock:
+            creds = self.current
+        if creds.error:
+            return 500, {"error": "CredentialsUnreadable", "reason": creds.error}
+        pinned = self.pinned_key_id()
+        if pinned and pinned != creds.access_key_id:
+            return 503, {"error": "PinnedKeyMismatch", "access_key_id": creds.access_key_id, "pinned": pinned}
+        try:
+            identity = creds.client.get_caller_identity()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in AUTH_ERRORS or status == 403:
+                return 503, {"error": code, "access_key_id": creds.access_key_id}
+            return 502, {"error": code, "access_key_id": creds.access_key_id}
+        except BotoCoreError as exc:
+            return 502, {"error": type(exc).__name__, "access_key_id": creds.access_key_id}
+        return 200, {"access_key_id": creds.access_key_id, "arn": identity.get("Arn"), "pid": os.getpid()}
+
+
+def make_handler(app):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if self.path.split("?", 1)[0] == "/health":
+                status, body = app.health()
+            else:
+                status, body = 404, {"error": "NotFound", "path": self.path}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format, *args):  # one line per probe would drown the log
+            pass
+
+    return Handler
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Demo app holding an AWS key; GET /health proves it works.")
+    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT (default 0.0.0.0:8080)")
+    p.add_argument("--credentials-file", default=os.environ.get("DEMOAPP_CREDENTIALS_FILE", "/etc/demoapp/credentials"))
+    p.add_argument("--profile", default=os.environ.get("AWS_PROFILE", "default"))
+    p.add_argument("--pin-file", default="/var/lib/demoapp/pin_key_id",
+                   help="if this file holds a key id, health fails unless that key is in use")
+    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
+    p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    p.add_argument("--sts-timeout", type=float, default=2.0, help="connect and read timeout of the STS call")
+    args = p.parse_args(argv)
+    host, dummy, port = args.listen.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        p.error(f"--listen {args.listen!r}: expected HOST:PORT with a port 1-65535")
+    args.address = (host or "0.0.0.0", int(port))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    app = App(args)
+    app.reload()
+    signal.signal(signal.SIGHUP, lambda signum, frame: app.reload())
+    server = ThreadingHTTPServer(args.address, make_handler(app))
+    server.daemon_threads = True
+
+    def stop(signum, frame):
+        log(f"signal {signum}: stopping")
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log(f"listening on {args.address[0]}:{args.address[1]}, STS endpoint {args.endpoint_url or 'AWS default'}")
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
