@@ -17,7 +17,8 @@ except ImportError:
 
 REFUSED_CODES = frozenset((
     "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-    "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure", "IncompleteSignature",
+    "UnrecognizedClientException", "InvalidSignatureException", "InvalidAccessKeyId", "AuthFailure",
+    "IncompleteSignature",
 ))
 STS_TIMEOUT_S = 10
 DENIED_CODES = frozenset(("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"))
@@ -139,6 +140,7 @@ class Iam:
                 return []
             raise error from None
         now = self._now()
+        metadata.sort(key=lambda m: m["CreateDate"])  # full precision: the shape keeps only seconds
         return sort_keys([normalize_key(m, self.last_used(m["AccessKeyId"], user_name), now) for m in metadata])
 
     def last_used(self, key_id, user_name=None):

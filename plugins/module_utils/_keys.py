@@ -63,8 +63,9 @@ def normalize_key(metadata, last_used, now):
 
 
 def sort_keys(keys):
-    """Sorted by user name, then creation date (oldest first), then key id."""
-    return sorted(keys, key=lambda k: (k["user_name"], utc(k["create_date"]) or _EPOCH, k["access_key_id"]))
+    """Sorted by user name, then creation date (oldest first). The sort is stable: keys created in
+    the same second keep the order they came in (callers pass them in creation order)."""
+    return sorted(keys, key=lambda k: (k["user_name"], utc(k["create_date"]) or _EPOCH))
 
 
 def find_key(keys, key_id):

@@ -76,13 +76,13 @@ def test_normalize_key_never_used(last_used):
             normalized["last_used_region"]) == (0, None, None, None)
 
 
-def test_sort_keys_by_user_then_creation_then_id():
+def test_sort_keys_by_user_then_creation_and_keeps_same_second_keys_in_order():
     keys = [key("AKIAZZZZZZZZZZZZZZZZ", user="b", created="2024-01-01T00:00:00+00:00"),
             key("AKIABBBBBBBBBBBBBBBB", user="a", created="2024-03-01T00:00:00+00:00"),
             key("AKIAAAAAAAAAAAAAAAAA", user="a", created="2024-03-01T00:00:00+00:00"),
             key("AKIACCCCCCCCCCCCCCCC", user="a", created="2024-02-01T00:00:00+00:00")]
     assert [k["access_key_id"] for k in _keys.sort_keys(keys)] == [
-        "AKIACCCCCCCCCCCCCCCC", "AKIAAAAAAAAAAAAAAAAA", "AKIABBBBBBBBBBBBBBBB", "AKIAZZZZZZZZZZZZZZZZ"]
+        "AKIACCCCCCCCCCCCCCCC", "AKIABBBBBBBBBBBBBBBB", "AKIAAAAAAAAAAAAAAAAA", "AKIAZZZZZZZZZZZZZZZZ"]
 
 
 OLD = key("AKIAOLD0000000000000", created="2024-01-01T12:00:00+00:00")          # 151 days
