@@ -37,7 +37,7 @@ attributes:
 options:
   path:
     description:
-      - Path of the credentials file on the target. C(~) is expanded.
+      - Absolute path of the credentials file on the target. C(~) is expanded.
       - The parent directory must exist. A symbolic link is followed and the file it points to
         is replaced; the link stays.
     type: path
@@ -240,6 +240,8 @@ def desired_mode(mode, current_stat):
 
 def locate(path):
     """The real path to edit and its current stat (None when missing)."""
+    if not os.path.isabs(path):
+        _fail("path %r is relative; expected an absolute path (or one starting with ~)" % (path,))
     real = os.path.realpath(path)
     parent = os.path.dirname(real)
     try:

@@ -284,23 +284,32 @@ def test_immutable_file_is_a_clear_error_and_left_untouched(tmp_path):
         subprocess.run(["chattr", "-i", str(creds)], check=True)
 
 
-def test_file_the_module_user_cannot_read_is_a_clear_error():
-    """Root reads everything, so the module runs as nobody through become (su)."""
-    base = Path(tempfile.mkdtemp(prefix="rekey-unreadable-"))
+def test_an_unprivileged_module_user_gets_clear_errors_and_files_stay_untouched():
+    """Root reads and chowns everything, so the module runs as nobody through become (su)."""
+    base = Path(tempfile.mkdtemp(prefix="rekey-unprivileged-"))
     try:
         base.chmod(0o755)
-        creds = base / "credentials"
-        creds.write_text(EXISTING)
-        creds.chmod(0o600)
-        before = snapshot(creds)
-        task = dict(write_task(path=str(creds)), become=True, become_user="nobody",
-                    become_method="ansible.builtin.su", become_flags="-s /bin/sh", ignore_errors=True)
-        result = run_playbook(local_play([task]), env={"ANSIBLE_PIPELINING": "1",
-                                                       "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"})
-        outcome = result.task("write")
-        assert outcome["status"] == "ignored", outcome
-        assert outcome["result"]["msg"] == f"cannot read {creds}: Permission denied"
-        assert snapshot(creds) == before
-        assert sorted(p.name for p in base.iterdir()) == ["credentials"]
+        os.chown(base, NOBODY, NOGROUP)  # nobody may create files here, so only the file decides
+        unreadable = base / "unreadable"
+        unreadable.write_text(EXISTING)
+        unreadable.chmod(0o600)
+        foreign = base / "foreign"  # readable, but owned by root: nobody cannot keep that owner
+        foreign.write_text(EXISTING.replace(OLD_SECRET, "not-a-secret"))
+        foreign.chmod(0o644)
+        before = {path: snapshot(path) for path in (unreadable, foreign)}
+        become = {"become": True, "become_user": "nobody", "become_method": "ansible.builtin.su",
+                  "become_flags": "-s /bin/sh", "ignore_errors": True}
+        result = run_playbook(local_play([dict(write_task("unreadable", path=str(unreadable)), **become),
+                                          dict(write_task("foreign", path=str(foreign)), **become)]),
+                              env={"ANSIBLE_PIPELINING": "1", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"})
+        assert result.task("unreadable")["status"] == "ignored", result.stdout + result.stderr
+        assert result.task("unreadable")["result"]["msg"] == f"cannot read {unreadable}: Permission denied"
+        assert result.task("foreign")["status"] == "ignored"
+        assert result.task("foreign")["result"]["msg"] == (
+            f"cannot write {foreign} with owner uid 0 and group gid 0 as uid {NOBODY}: Operation not "
+            "permitted; run with become, or set owner and group; the file was left unchanged")
+        assert {path: snapshot(path) for path in (unreadable, foreign)} == before
+        assert sorted(p.name for p in base.iterdir()) == ["foreign", "unreadable"]
+        assert_no_secret(result, SECRET, OLD_SECRET, OTHER_SECRET)
     finally:
         shutil.rmtree(base)

@@ -105,6 +105,11 @@ def test_parent_that_is_a_file_is_a_clear_error(capsys, tmp_path):
                  path=str(tmp_path / "file" / "c"))
 
 
+def test_relative_path_is_refused(capsys):
+    assert_fails(capsys, "path 'credentials' is relative; expected an absolute path (or one starting with ~)",
+                 path="credentials")
+
+
 def test_directory_path_is_a_clear_error(capsys, tmp_path):
     assert_fails(capsys, "%s is a directory; expected the path of a credentials file" % tmp_path, path=str(tmp_path))
 
