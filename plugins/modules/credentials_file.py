@@ -445,8 +445,6 @@ def run(module):
                      "secontext": [None, None, None], "attributes": None}
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"],
                                                                   expand=False)
-    elif attributes:
-        result["changed"] = True
 
     if module._diff:
         diffs = [{"before": before, "after": document.render(mask=True) if exists_after else "",

@@ -7,7 +7,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,8 +19,9 @@ SECRET = "integration/Secret+Value00000000000000000"
 OLD_SECRET = "old/Secret+Value1111111111111111111111111"
 OTHER_SECRET = "other/Secret+Value2222222222222222222222"
 NOBODY, NOGROUP = 65534, 65534
+# The other tests run the module with the controller's Python; the rhythm runs on the fleet's
+# interpreter and on the oldest target Python we support.
 TARGET_PYTHONS = {
-    "controller-venv": sys.executable,
     "fleet-python3": "/usr/bin/python3",
     "python3.9": os.path.expanduser("~/.pyenv/versions/3.9.18/bin/python3.9"),
 }
