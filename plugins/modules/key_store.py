@@ -19,8 +19,8 @@ description:
   - Both hold the JSON record C({"user_name", "access_key_id", "secret_access_key", "stored_at"}).
   - Always runs on the controller, whatever host the task targets, and makes no connection to it.
   - When the store already holds this exact key, nothing is written.
-  - The store never holds another user's key by accident; when it does, the task fails
-    instead of overwriting it.
+  - When the store holds another user's key (two users given one location), or cannot be read
+    with this run's vault secrets, the task fails and leaves it as it is.
 author:
   - rekey.aws contributors (@rekey)
 options:
@@ -91,7 +91,6 @@ seealso:
 extends_documentation_fragment:
   - rekey.aws._connection
   - rekey.aws._attributes
-  - rekey.aws._attributes.ACTIONGROUP_AWS
 attributes:
   action:
     description: Runs as an action plugin on the controller.

@@ -383,11 +383,12 @@ def test_secretsmanager_store_lookup_absent(endpoint):
     assert_secret_hidden(run, secret, new_secret)
 
 
-def test_secretsmanager_idempotent_run_makes_no_write(endpoint):
+def test_secretsmanager_name_template_kms_key_and_no_write_when_unchanged(endpoint):
     user = endpoint.new_user("ks")
     key_id, secret = create_iam_key(endpoint, user)
     play = sm_play(endpoint, [store_task("store", user_name="{{ user }}", access_key_id="{{ key_id }}",
-                                         secret_access_key="{{ secret }}", secret_name="apps/{user_name}/iam")],
+                                         secret_access_key="{{ secret }}", secret_name="apps/{user_name}/iam",
+                                         kms_key_id="alias/rekey-test")],
                    user=user)
     assert run_playbook(play, extra_vars={"key_id": key_id, "secret": secret}).rc == 0
     endpoint.reset_counts()
@@ -396,8 +397,9 @@ def test_secretsmanager_idempotent_run_makes_no_write(endpoint):
     assert run.task("store")["result"]["changed"] is False
     counts = endpoint.counts()
     assert set(counts) == {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}, counts
-    assert endpoint.secretsmanager().describe_secret(SecretId=f"apps/{user}/iam")["ARN"] == (
-        run.task("store")["result"]["location"])
+    described = endpoint.secretsmanager().describe_secret(SecretId=f"apps/{user}/iam")
+    assert described["ARN"] == run.task("store")["result"]["location"]
+    assert described["KmsKeyId"] == "alias/rekey-test"
 
 
 def test_secretsmanager_check_mode_writes_nothing(endpoint):
