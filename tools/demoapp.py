@@ -63,7 +63,7 @@ def load(path, profile, endpoint_url, region, timeout):
         return Credentials(error=f"profile [{profile}] in {path} lacks aws_access_key_id or aws_secret_access_key")
     session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
                                     aws_session_token=token, region_name=region)
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
                     read_timeout=timeout)
     client = session.client("sts", endpoint_url=endpoint_url or None, config=config)
     return Credentials(access_key_id=key_id, client=client)

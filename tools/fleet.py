@@ -12,6 +12,11 @@ sees each host as a separate machine.
     fleet.py exec --dir DIR HOST -- CMD...    run a command inside a host's namespaces
     fleet.py down --dir DIR                   tear everything down (idempotent)
 
+The apps must reach the endpoint from their namespaces, so bind it on the bridge:
+    addr=$(fleet.py bridge --dir D)           # 10.231.0.1
+    python tools/iam_endpoint.py --host "$addr" --port 4566 --state-file D/endpoint.json &
+    fleet.py up 5 --dir D --endpoint-url "http://$addr:4566" --initial-credentials KEY.json
+
 Writes DIR/inventory.yml (group `app`) and DIR/fleet.json (hosts, addresses, pids). Needs root
 and the packages from tools/install_system_deps.sh.
 """
