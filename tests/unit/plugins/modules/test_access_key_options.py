@@ -95,3 +95,13 @@ def test_access_key_verify_refuses(capsys, args, message):
     msg = failure(capsys, access_key_verify, args)
     assert msg == message
     assert SECRET not in msg
+
+
+@pytest.mark.parametrize("module,args", [
+    (access_key, {"user_name": "app"}),
+    (access_key_info, {"user_name": "app"}),
+    (access_key_verify, {"keys": [KEY]}),
+])
+def test_missing_boto3_is_named(capsys, monkeypatch, module, args):
+    monkeypatch.setattr(module, "HAS_BOTO3", False)
+    assert failure(capsys, module, args).startswith("Failed to import the required Python library (boto3)")
