@@ -11,6 +11,7 @@ sees each host as a separate machine.
     fleet.py up N --dir DIR --endpoint-url URL --initial-credentials FILE
     fleet.py exec --dir DIR HOST -- CMD...    run a command inside a host's namespaces
     fleet.py down --dir DIR                   tear everything down (idempotent)
+    fleet.py down --stale PREFIX              remove what dead fleets left, by name
 
 The apps must reach the endpoint from their namespaces, so bind it on the bridge:
     addr=$(fleet.py bridge --dir D)           # 10.231.0.1
@@ -323,9 +324,12 @@ class Fleet:
                       address=str(net.network_address + FIRST_HOST_OFFSET + i)) for i in range(1, n + 1)]
         for h in hosts:
             if _netns_exists(h.name) or _link_exists(h.veth):
+                owner = _owner_dir(h.name)
+                how = (f"`fleet.py down --dir {owner}`" if owner else
+                       f"`fleet.py down --stale {self.prefix}` if that fleet is gone")
                 raise FleetError(f"network namespace or link for {h.name} ({h.veth}) already exists: "
-                                 f"another fleet uses prefix {self.prefix!r}; tear it down or choose "
-                                 "another prefix")
+                                 f"another fleet uses prefix {self.prefix!r}; tear it down ({how}) or "
+                                 "choose another prefix")
         self.endpoint_url, self.region, self.hosts = endpoint_url, region, hosts
         self.state = "starting"
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -576,6 +580,48 @@ class Fleet:
         return removed
 
 
+def down_stale(prefix: str) -> list[str]:
+    """Remove what fleets with this prefix left behind after their owner died (a killed test run):
+    fleets whose sshd still names their directory go down through it; the rest, namespaces
+    PREFIX-hostNN (with every process in them), veths PREFIXvNN and the bridge PREFIXbr0, by name.
+    Only for a prefix no live fleet uses."""
+    if not PREFIX_RE.match(prefix):
+        raise FleetError(f"prefix {prefix!r} must be 1-6 lower-case letters or digits, starting with a letter")
+    _preflight()
+    removed = []
+
+    def namespaces():
+        names = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+        return sorted(n for n in names if re.fullmatch(rf"{prefix}-host\d+", n))
+
+    for directory in sorted({d for d in map(_owner_dir, namespaces()) if d}):
+        try:
+            removed += Fleet.load(directory).down()
+        except (FleetError, KeyError):
+            pass  # an unreadable record: the by-name pass below still removes it all
+    names = namespaces()
+    pids = [pid for ns in names for pid in _netns_pids(ns)]
+    _terminate(pids)
+    removed += [f"process {pid}" for pid in pids]
+    if names:
+        _run(["ip", "-force", "-batch", "-"], input="".join(f"netns del {n}\n" for n in names), check=False)
+        removed += [f"netns {n}" for n in names]
+    links = sorted(n for n in os.listdir("/sys/class/net") if re.fullmatch(rf"{prefix}v\d+|{prefix}br0", n))
+    if links:
+        _run(["ip", "-force", "-batch", "-"], input="".join(f"link del {n}\n" for n in links), check=False)
+        removed += [f"link {n}" for n in links]
+    return removed
+
+
+def _owner_dir(namespace: str) -> str | None:
+    """The directory of the fleet whose sshd runs in this namespace, from its command line."""
+    for pid in _netns_pids(namespace):
+        match = re.search(r" -f (\S+)/hosts/[^/ ]+/sshd_config", _cmdline(pid))
+        if match and Path(match.group(1), "fleet.json").exists():
+            return match.group(1)
+    return None
+
+
 def write_credentials_file(path: Path, creds: dict, profile: str, uid: int, gid: int) -> None:
     """An AWS shared credentials file, mode 0600, owned by the app user, never world-readable."""
     text = (f"[{profile}]\naws_access_key_id = {creds['access_key_id']}\n"
@@ -712,7 +758,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--app-port", type=int, default=8080)
     u.add_argument("--timeout", type=float, default=30, help="seconds to wait for sshd and the apps")
     d = sub.add_parser("down", help="tear the fleet in DIR down (idempotent)")
-    common(d, naming=False)
+    which = d.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dir", help="the fleet's directory")
+    which.add_argument("--stale", metavar="PREFIX",
+                       help="remove by name what dead fleets with this prefix left (their directory lost)")
     e = sub.add_parser("exec", help="run a shell command inside a host's namespaces")
     common(e, naming=False)
     e.add_argument("host", help="host name (rk-host01) or number (1)")
@@ -751,6 +800,9 @@ def main(argv: list[str] | None = None) -> int:
             phases = ", ".join(f"{k} {v:.2f}s" for k, v in fleet.timings.items())
             print(f"fleet up: {len(fleet.hosts)} hosts in {time.monotonic() - started:.2f}s ({phases}); "
                   f"inventory {fleet.inventory_path}")
+        elif args.command == "down" and args.stale:
+            removed = down_stale(args.stale)
+            print(f"removed {len(removed)} items left by fleets with prefix {args.stale}")
         elif args.command == "down":
             if not (Path(args.dir) / "fleet.json").exists():
                 print(f"no fleet recorded in {args.dir}; nothing to do")

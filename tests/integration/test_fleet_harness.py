@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.ansible_run import run_playbook
 from tests.support.endpoint import read_log, start_endpoint, stop_endpoint
-from tools.fleet import CREDENTIALS_PATH, PIN_PATH, SUPERVISOR_CONF, Fleet, FleetError
+from tools.fleet import CREDENTIALS_PATH, PIN_PATH, SUPERVISOR_CONF, Fleet, FleetError, down_stale
 from tools.prober import Prober
 
 pytestmark = [
@@ -69,6 +69,8 @@ def alive(pid: int) -> bool:
 def system_deps():
     proc = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+    for prefix in ("rkt", "rku", "rkv", "rkw", "rks"):  # what a killed earlier run of this file left
+        down_stale(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -351,6 +353,24 @@ def test_up_cleans_up_when_interrupted_half_way(tmp_path, system_deps):
     assert leftovers("rkv") == []
     assert not any(alive(h["sshd_pid"]) for h in hosts)
     assert json.loads((directory / "fleet.json").read_text())["state"] == "down"
+
+
+def test_a_dead_fleet_is_named_and_removed_by_prefix(tmp_path, system_deps):
+    creds = {"access_key_id": "AKIAFLEETSTALETEST00", "secret_access_key": "x"}
+    first = Fleet(tmp_path / "first", prefix="rks", subnet="10.231.12.0/24")
+    first.up(1, endpoint_url="http://10.231.12.1:9", credentials=creds)
+    pids = [first.hosts[0].sshd_pid, first.hosts[0].supervisord_pid]
+    second = Fleet(tmp_path / "second", prefix="rks", subnet="10.231.12.0/24")
+    with pytest.raises(FleetError, match=f"fleet.py down --dir {first.dir}"):
+        second.up(1, endpoint_url="http://10.231.12.1:9", credentials=creds)
+    first.state_file.unlink()  # its record is lost, as when its directory went away
+    with pytest.raises(FleetError, match="fleet.py down --stale rks"):
+        second.up(1, endpoint_url="http://10.231.12.1:9", credentials=creds)
+    removed = down_stale("rks")
+    assert "netns rks-host01" in removed and "link rksbr0" in removed, removed
+    assert leftovers("rks") == []
+    assert not any(alive(p) for p in pids)
+    assert down_stale("rks") == []
 
 
 def test_bad_input_is_refused_with_the_value(tmp_path):
