@@ -550,6 +550,8 @@ class Fleet:
                 pass
         self._procs = [p for p in self._procs if p.returncode is None]
         removed += _close_control_masters(self.control_dir)
+        if self.dir not in self.control_dir.parents and self.control_dir.is_dir():
+            shutil.rmtree(self.control_dir, ignore_errors=True)  # the short-path fallback in /tmp
         # Deleting an empty namespace deletes its veth pair too, in one batch in the kernel:
         # much faster than `ip link del` one by one. Those still there after a while go by hand.
         gone = [h for h in self.hosts if _netns_exists(h.name)]

@@ -353,6 +353,7 @@ def test_up_cleans_up_when_interrupted_half_way(tmp_path, system_deps):
     assert leftovers("rkv") == []
     assert not any(alive(h["sshd_pid"]) for h in hosts)
     assert json.loads((directory / "fleet.json").read_text())["state"] == "down"
+    assert not Fleet.load(directory).control_dir.exists()  # /tmp/rekey-cp-*: its path is long
 
 
 def test_a_dead_fleet_is_named_and_removed_by_prefix(tmp_path, system_deps):
