@@ -91,6 +91,7 @@ seealso:
 extends_documentation_fragment:
   - rekey.aws._connection
   - rekey.aws._attributes
+  - rekey.aws._attributes.actiongroup_aws
 attributes:
   action:
     description: Runs as an action plugin on the controller.

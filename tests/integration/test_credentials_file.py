@@ -229,12 +229,12 @@ def readonly_dir():
     base = Path(tempfile.mkdtemp(prefix="rekey-ro-"))
     (base / "credentials").write_text(EXISTING)
     (base / "credentials").chmod(0o600)
-    mounted = subprocess.run(["mount", "--bind", str(base), str(base)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "--bind", str(base), str(base)], capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
         shutil.rmtree(base)
         pytest.skip(f"cannot bind-mount here (needs root and mount rights): {mounted.stderr.strip()}")
     try:
-        remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(base)], capture_output=True, text=True)
+        remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(base)], capture_output=True, text=True, check=False)
         if remount.returncode != 0:
             pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
         yield base
@@ -269,7 +269,7 @@ def test_immutable_file_is_a_clear_error_and_left_untouched(tmp_path):
     creds = tmp_path / "credentials"
     creds.write_text(EXISTING)
     creds.chmod(0o600)
-    locked = subprocess.run(["chattr", "+i", str(creds)], capture_output=True, text=True)
+    locked = subprocess.run(["chattr", "+i", str(creds)], capture_output=True, text=True, check=False)
     if locked.returncode != 0:
         pytest.skip(f"chattr +i is not supported here: {locked.stderr.strip()}")
     try:

@@ -24,9 +24,9 @@ aws_secret_access_key: prod/Secret+9
 """
 
 
-def edited(text, profile="default", values=NEW):
+def edited(text, profile="default", values=None):
     document = parse(text)
-    changed = document.set_values(profile, values)
+    changed = document.set_values(profile, NEW if values is None else values)
     return changed, document.render()
 
 
