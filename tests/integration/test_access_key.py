@@ -104,7 +104,7 @@ def test_present_creates_once_and_the_identical_rerun_writes_nothing(endpoint, t
 
 def test_max_age_days_creates_when_the_active_key_is_too_old(endpoint, tmp_path):
     user = endpoint.new_user("maxage")
-    old_id, _ = out_of_band_key(endpoint, user)
+    old_id = out_of_band_key(endpoint, user)[0]
     kept = tmp_path / "rotated.json"
     run = run_playbook(local_play([
         key_task("young enough", max_age_days=1),
@@ -187,7 +187,7 @@ def test_absent_deletes_only_an_inactive_key_and_a_deleted_key_is_refused(endpoi
 def test_a_third_key_fails_naming_both_keys_and_writes_nothing(endpoint):
     user = endpoint.new_user("full")
     used_id, used_secret = out_of_band_key(endpoint, user)
-    spare_id, _ = out_of_band_key(endpoint, user)
+    spare_id = out_of_band_key(endpoint, user)[0]
     endpoint.iam().update_access_key(UserName=user, AccessKeyId=spare_id, Status="Inactive")
     assert sts_error(endpoint, used_id, used_secret) is None  # gives the key a last use
     endpoint.reset_counts()
@@ -266,7 +266,7 @@ def test_every_step_succeeds_under_30_percent_faults(endpoint, tmp_path, fault):
     endpoint.set_faults(seed=7, **fault)
     probe = endpoint.iam(endpoint.access_key_id, endpoint.secret_access_key, out_of_band=False)
     failures = 0
-    for _ in range(20):
+    for _attempt in range(20):
         try:
             probe.list_users(MaxItems=1)
         except botocore.exceptions.ClientError:

@@ -30,8 +30,8 @@ def test_lists_one_user_a_list_or_every_user_with_filters(endpoint):
     for user in (alice, alice, bob):
         key = iam.create_access_key(UserName=user)["AccessKey"]
         created.setdefault(user, []).append((key["AccessKeyId"], key["SecretAccessKey"], key["CreateDate"]))
-    (a_old, a_old_secret, a_old_date), (a_new, _, _) = created[alice]
-    (b_key, _, _), = created[bob]
+    (a_old, a_old_secret, a_old_date), a_new = created[alice][0], created[alice][1][0]
+    b_key = created[bob][0][0]
     iam.update_access_key(UserName=alice, AccessKeyId=a_new, Status="Inactive")
     endpoint.sts(a_old, a_old_secret).get_caller_identity()  # a_old gets a last use
     endpoint.reset_counts()
@@ -84,11 +84,11 @@ def test_a_missing_user_fails_naming_it(endpoint):
 
 def test_succeeds_under_30_percent_throttling(endpoint):
     user = endpoint.new_user("info-throttle")
-    key_ids = [endpoint.iam().create_access_key(UserName=user)["AccessKey"]["AccessKeyId"] for _ in range(2)]
+    key_ids = [endpoint.iam().create_access_key(UserName=user)["AccessKey"]["AccessKeyId"] for _key in range(2)]
     endpoint.set_faults(throttle_rate=0.3, seed=11)
     probe = endpoint.sts(endpoint.access_key_id, endpoint.secret_access_key, out_of_band=False)
     throttled = 0
-    for _ in range(20):
+    for _attempt in range(20):
         try:
             probe.get_caller_identity()
         except botocore.exceptions.ClientError as exc:

@@ -56,9 +56,9 @@ def test_waits_out_a_5_s_propagation_delay(endpoint):
 
 
 def test_all_keys_are_checked_at_the_same_time(endpoint):
-    users = [endpoint.new_user("verify-many") for _ in range(2)]
+    users = [endpoint.new_user("verify-many"), endpoint.new_user("verify-many")]
     pairs = [new_key(endpoint, user) for user in users]
-    endpoint.set_faults(refuse_key_ids=[key_id for key_id, _ in pairs])
+    endpoint.set_faults(refuse_key_ids=[pair[0] for pair in pairs])
 
     def release_once_refused_a_while():
         # Once 6 refused calls arrived, let both keys in. Had the keys been checked one after
@@ -142,7 +142,7 @@ def test_expect_refused_times_out_on_a_key_that_still_works(endpoint):
 
 
 def test_succeeds_under_30_percent_throttling(endpoint):
-    users = [endpoint.new_user("verify-throttle") for _ in range(2)]
+    users = [endpoint.new_user("verify-throttle"), endpoint.new_user("verify-throttle")]
     pairs = [new_key(endpoint, user) for user in (users[0], users[0], users[1])]
     endpoint.set_faults(throttle_rate=0.3, seed=3)
     run = run_playbook(local_play([verify_task("throttled", ["{{ k0 }}", "{{ k1 }}", "{{ k2 }}"], consecutive=3,
