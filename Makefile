@@ -65,6 +65,11 @@ sanity-2.18: venv-2.18
 docs: venv
 	@for m in $(MODULES); do $(BIN)/ansible-doc rekey.aws.$$m > /dev/null; done; echo "ansible-doc renders: $(MODULES)"
 
+## demo: a real rotation on HOSTS (default 5) local hosts against the strict endpoint
+HOSTS ?= 5
+demo: deps venv
+	$(BIN)/python tools/demo.py --hosts $(HOSTS)
+
 lint: venv
 	$(BIN)/ansible-lint --nocolor -q
 
