@@ -32,6 +32,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -164,6 +165,10 @@ class Fleet:
 
     def __init__(self, directory: str | Path, *, prefix: str = "rk", subnet: str = "10.231.0.0/24",
                  app_user: str = "rekeyapp", app_port: int = 8080):
+        """prefix and subnet "auto": an unused random prefix and a free /24 in 10.231.0.0/16, so
+        fleets of tests running side by side never meet."""
+        prefix = unique_prefix() if prefix == "auto" else prefix
+        subnet = free_subnet() if subnet == "auto" else subnet
         if not PREFIX_RE.match(prefix):
             raise FleetError(f"prefix {prefix!r} must be 1-6 lower-case letters or digits, starting "
                              "with a letter (interface names are limited to 15 characters)")
@@ -285,6 +290,10 @@ class Fleet:
             raise FleetError(f"bridge {self.bridge} already exists but this fleet ({self.dir}) did not "
                              f"create it: another fleet uses prefix {self.prefix!r}; tear it down or "
                              "choose another prefix")
+        for other, network in _networks_in_use():
+            if network.overlaps(ipaddress.ip_network(self.subnet)):
+                raise FleetError(f"subnet {self.subnet} overlaps {network} on {other}: another fleet or "
+                                 "network uses it; choose another subnet (or \"auto\")")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.bridge_created = True
         if self.state in ("new", "down"):
@@ -582,6 +591,41 @@ class Fleet:
         return removed
 
 
+def _networks_in_use() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """(interface, network) of every IPv4 address and route on this machine."""
+    found = []
+    for line in _run(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            found.append((fields[1], ipaddress.ip_interface(fields[fields.index("inet") + 1]).network))
+    for line in _run(["ip", "-4", "route", "show"]).stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0] != "default" and "dev" in fields:
+            found.append((fields[fields.index("dev") + 1], ipaddress.ip_network(fields[0], strict=False)))
+    return found
+
+
+def free_subnet(base: str = "10.231.0.0/16") -> str:
+    """A random /24 in `base` that no address or route on this machine overlaps."""
+    used = [net for dummy, net in _networks_in_use()]
+    free = [str(net) for net in ipaddress.ip_network(base).subnets(new_prefix=24)
+            if not any(net.overlaps(u) for u in used)]
+    if not free:
+        raise FleetError(f"no free /24 left in {base}")
+    return secrets.choice(free)
+
+
+def unique_prefix(stem: str = "rk") -> str:
+    """stem plus random letters, used by no bridge, veth or namespace on this machine."""
+    taken = set(os.listdir("/sys/class/net")) | (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set())
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    for dummy in range(100):
+        prefix = stem + "".join(secrets.choice(alphabet) for dummy in range(6 - len(stem)))
+        if not any(name.startswith(prefix) for name in taken):
+            return prefix
+    raise FleetError(f"found no unused prefix starting with {stem!r}")
+
+
 def down_stale(prefix: str) -> list[str]:
     """Remove what fleets with this prefix left behind after their owner died (a killed test run):
     fleets whose sshd still names their directory go down through it; the rest, namespaces
@@ -739,10 +783,12 @@ def _parser() -> argparse.ArgumentParser:
     def common(sp, naming=True):
         sp.add_argument("--dir", required=True, help="the fleet's directory (keys, configs, inventory)")
         if naming:
-            sp.add_argument("--prefix", default="rk",
-                            help="names: PREFIXbr0 bridge, PREFIX-hostNN namespaces, PREFIXvNN veths (default rk)")
-            sp.add_argument("--subnet", default="10.231.0.0/24",
-                            help="bridge gets .1, hostNN gets .(10+NN) (default 10.231.0.0/24)")
+            sp.add_argument("--prefix",
+                            help="names: PREFIXbr0 bridge, PREFIX-hostNN namespaces, PREFIXvNN veths "
+                                 "(default rk; auto: an unused random one)")
+            sp.add_argument("--subnet",
+                            help="bridge gets .1, hostNN gets .(10+NN) (default 10.231.0.0/24; "
+                                 "auto: a free /24 in 10.231.0.0/16)")
 
     b = sub.add_parser("bridge", help="create only the bridge; prints its address")
     common(b)
@@ -772,15 +818,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _open(args) -> Fleet:
-    """The fleet recorded in DIR if any (and not down), else a new one with the given names."""
+    """The fleet recorded in DIR if any (and not down: `bridge` then `up`), else a new one."""
     if (Path(args.dir) / "fleet.json").exists():
         fleet = Fleet.load(args.dir)
-        if fleet.state not in ("down",):
-            if (fleet.prefix, fleet.subnet) != (args.prefix, str(ipaddress.ip_network(args.subnet, strict=False))):
-                raise FleetError(f"{args.dir} holds a fleet with prefix {fleet.prefix} and subnet "
-                                 f"{fleet.subnet}; run down first or use the same --prefix/--subnet")
+        if fleet.state != "down":
+            for given, recorded, flag in ((args.prefix, fleet.prefix, "--prefix"),
+                                          (args.subnet, fleet.subnet, "--subnet")):
+                if given not in (None, "auto", recorded):
+                    raise FleetError(f"{args.dir} holds a fleet with {flag} {recorded}, not {given}; "
+                                     "run down first or leave the option out")
             return fleet
-    return Fleet(args.dir, prefix=args.prefix, subnet=args.subnet,
+    return Fleet(args.dir, prefix=args.prefix or "rk", subnet=args.subnet or "10.231.0.0/24",
                  app_user=getattr(args, "app_user", "rekeyapp"), app_port=getattr(args, "app_port", 8080))
 
 

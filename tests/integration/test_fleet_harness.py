@@ -2,6 +2,7 @@
 supervisord, and the strict endpoint on the fleet's bridge."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -26,8 +27,8 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# Prefixes and subnets of their own, so a demo fleet (rk, 10.231.0.0/24) may run meanwhile.
-PREFIX, SUBNET = "rkt", "10.231.7.0/24"
+# Every fleet here takes an unused prefix and a free subnet ("auto"): a demo or other tests'
+# fleets may run on this machine meanwhile.
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -57,6 +58,13 @@ def leftovers(prefix: str) -> list[str]:
     return found
 
 
+def cmdline(pid) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -69,15 +77,13 @@ def alive(pid: int) -> bool:
 def system_deps():
     proc = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    for prefix in ("rkt", "rku", "rkv", "rkw", "rks"):  # what a killed earlier run of this file left
-        down_stale(prefix)
 
 
 @pytest.fixture(scope="module")
 def fleet_env(tmp_path_factory, system_deps):
     """Three hosts whose apps hold a real key of a fresh user, against an endpoint on the bridge."""
     directory = tmp_path_factory.mktemp("fleet")
-    fleet = Fleet(directory, prefix=PREFIX, subnet=SUBNET)
+    fleet = Fleet(directory, prefix="auto", subnet="auto")
     proc = None
     try:
         address = fleet.bridge_up()
@@ -103,9 +109,10 @@ def test_up_writes_inventory_and_state(fleet_env):
     import yaml
     inventory = yaml.safe_load(fleet.inventory_path.read_text())
     app = inventory["all"]["children"]["app"]
-    assert sorted(app["hosts"]) == ["rkt-host01", "rkt-host02", "rkt-host03"]
-    host = app["hosts"]["rkt-host02"]
-    assert host["ansible_host"] == "10.231.7.12"
+    names = [f"{fleet.prefix}-host0{i}" for i in (1, 2, 3)]
+    assert sorted(app["hosts"]) == names
+    host = app["hosts"][names[1]]
+    assert host["ansible_host"] == str(ipaddress.ip_network(fleet.subnet)[12])
     assert host["ansible_user"] == "root"
     assert host["ansible_python_interpreter"] == "/usr/bin/python3"
     assert f"ControlPath={fleet.control_dir}/%C" in host["ansible_ssh_common_args"]
@@ -295,9 +302,9 @@ def test_pin_file_makes_the_app_refuse_another_key(fleet_env):
 
 
 def test_down_removes_namespaces_links_and_processes(tmp_path, system_deps):
-    fleet = Fleet(tmp_path, prefix="rku", subnet="10.231.8.0/24")
+    fleet = Fleet(tmp_path, prefix="auto", subnet="auto")
     # No endpoint needed: the apps only have to run (their health answers 502).
-    fleet.up(2, endpoint_url="http://10.231.8.1:9", credentials={
+    fleet.up(2, endpoint_url=f"http://{fleet.bridge_address}:9", credentials={
         "access_key_id": "AKIAFLEETDOWNTEST000", "secret_access_key": "not-a-real-secret"})
     try:
         # A multiplexed ssh session, as Ansible leaves behind, keeps a process in the namespace.
@@ -305,20 +312,22 @@ def test_down_removes_namespaces_links_and_processes(tmp_path, system_deps):
                                "ansible.builtin.ping"], capture_output=True, text=True, timeout=120, check=False)
         assert ping.returncode == 0, ping.stdout + ping.stderr
         assert any(fleet.control_dir.iterdir())
-        started = set()
+        masters = [int(p) for p in os.listdir("/proc") if p.isdigit() and str(fleet.control_dir) in cmdline(p)]
+        assert masters, "no ssh control master found"
+        started = []
         for host in fleet.hosts:
             pids = subprocess.run(["ip", "netns", "pids", host.name], capture_output=True, text=True,
                                   check=False).stdout.split()
-            started |= {int(p) for p in pids}
+            started += [int(p) for p in pids]
         assert len(started) >= 2 * 3  # sshd, supervisord, demoapp per host, plus ssh sessions
     finally:
         begun = time.monotonic()
         fleet.down()
         took = time.monotonic() - begun
     print(f"fleet down 2 hosts in {took:.2f}s")
-    assert leftovers("rku") == []
-    assert [p for p in started if alive(p)] == []
-    assert not any(fleet.control_dir.iterdir())
+    assert leftovers(fleet.prefix) == []
+    assert [p for p in started + masters if alive(p)] == []
+    assert not fleet.control_dir.exists() or not any(fleet.control_dir.iterdir())  # masters closed
     assert json.loads(fleet.state_file.read_text())["state"] == "down"
     assert fleet.down() == []  # idempotent
     with pytest.raises(FleetError, match="is not running"):  # the host is gone for good
@@ -331,7 +340,7 @@ def test_up_cleans_up_when_interrupted_half_way(tmp_path, system_deps):
     creds.chmod(0o600)
     directory = tmp_path / "fleet"
     proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "fleet.py"), "up", "2", "--dir", str(directory),
-                             "--prefix", "rkv", "--subnet", "10.231.9.0/24", "--endpoint-url", "http://10.231.9.1:9",
+                             "--prefix", "auto", "--subnet", "auto", "--endpoint-url", "http://192.0.2.1:9",
                              "--initial-credentials", str(creds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -350,7 +359,7 @@ def test_up_cleans_up_when_interrupted_half_way(tmp_path, system_deps):
             proc.kill()
     assert proc.returncode == 130, out + err
     assert "interrupted" in err
-    assert leftovers("rkv") == []
+    assert leftovers(json.loads((directory / "fleet.json").read_text())["prefix"]) == []
     assert not any(alive(h["sshd_pid"]) for h in hosts)
     assert json.loads((directory / "fleet.json").read_text())["state"] == "down"
     assert not Fleet.load(directory).control_dir.exists()  # /tmp/rekey-cp-*: its path is long
@@ -358,20 +367,29 @@ def test_up_cleans_up_when_interrupted_half_way(tmp_path, system_deps):
 
 def test_a_dead_fleet_is_named_and_removed_by_prefix(tmp_path, system_deps):
     creds = {"access_key_id": "AKIAFLEETSTALETEST00", "secret_access_key": "x"}
-    first = Fleet(tmp_path / "first", prefix="rks", subnet="10.231.12.0/24")
-    first.up(1, endpoint_url="http://10.231.12.1:9", credentials=creds)
+    first = Fleet(tmp_path / "first", prefix="auto", subnet="auto")
+    prefix, url = first.prefix, f"http://{first.bridge_address}:9"
+    first.up(1, endpoint_url=url, credentials=creds)
     pids = [first.hosts[0].sshd_pid, first.hosts[0].supervisord_pid]
-    second = Fleet(tmp_path / "second", prefix="rks", subnet="10.231.12.0/24")
+    second = Fleet(tmp_path / "second", prefix=prefix, subnet="auto")
     with pytest.raises(FleetError, match=f"fleet.py down --dir {first.dir}"):
-        second.up(1, endpoint_url="http://10.231.12.1:9", credentials=creds)
+        second.up(1, endpoint_url=url, credentials=creds)
     first.state_file.unlink()  # its record is lost, as when its directory went away
-    with pytest.raises(FleetError, match="fleet.py down --stale rks"):
-        second.up(1, endpoint_url="http://10.231.12.1:9", credentials=creds)
-    removed = down_stale("rks")
-    assert "netns rks-host01" in removed and "link rksbr0" in removed, removed
-    assert leftovers("rks") == []
+    with pytest.raises(FleetError, match=f"fleet.py down --stale {prefix}"):
+        second.up(1, endpoint_url=url, credentials=creds)
+    removed = down_stale(prefix)
+    assert f"netns {prefix}-host01" in removed and f"link {prefix}br0" in removed, removed
+    assert leftovers(prefix) == []
     assert not any(alive(p) for p in pids)
-    assert down_stale("rks") == []
+    assert down_stale(prefix) == []
+
+
+def test_a_subnet_in_use_is_refused(fleet_env, tmp_path):
+    fleet, ep, user, key = fleet_env
+    other = Fleet(tmp_path, prefix="auto", subnet=fleet.subnet)
+    with pytest.raises(FleetError, match=f"subnet {fleet.subnet} overlaps {fleet.subnet} on {fleet.bridge}"):
+        other.bridge_up()
+    assert leftovers(other.prefix) == []
 
 
 def test_bad_input_is_refused_with_the_value(tmp_path):
@@ -379,12 +397,12 @@ def test_bad_input_is_refused_with_the_value(tmp_path):
         Fleet(tmp_path, prefix="Bad-Prefix!")
     with pytest.raises(FleetError, match=r"subnet '10.231.0.1/24'"):
         Fleet(tmp_path, subnet="10.231.0.1/24")
-    fleet = Fleet(tmp_path, prefix="rkw", subnet="10.231.10.0/24")
-    with pytest.raises(FleetError, match=r"loopback address.*10\.231\.10\.1"):
+    fleet = Fleet(tmp_path, prefix="auto", subnet="auto")
+    with pytest.raises(FleetError, match=f"loopback address.*{fleet.bridge_address}"):
         fleet.up(1, endpoint_url="http://127.0.0.1:5000", credentials={})
     with pytest.raises(FleetError, match=r"host count 300 must be between 1 and"):
-        fleet.up(300, endpoint_url="http://10.231.10.1:5000", credentials={})
+        fleet.up(300, endpoint_url=f"http://{fleet.bridge_address}:5000", credentials={})
     with pytest.raises(FleetError, match=r"access key id 'nope'"):
-        fleet.up(1, endpoint_url="http://10.231.10.1:5000",
+        fleet.up(1, endpoint_url=f"http://{fleet.bridge_address}:5000",
                  credentials={"access_key_id": "nope", "secret_access_key": "x"})
-    assert leftovers("rkw") == []
+    assert leftovers(fleet.prefix) == []
