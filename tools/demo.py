@@ -27,29 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.endpoint import start_endpoint, stop_endpoint  # noqa: E402  pylint: disable=wrong-import-position
 from tools.fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position
+from tools.lab import consumers_inventory  # noqa: E402  pylint: disable=wrong-import-position
 from tools.prober import Prober  # noqa: E402  pylint: disable=wrong-import-position
 
 USER = "demo-app"
-
-
-def consumers_inventory() -> dict:
-    """Every fleet host holds the demo app's key in its credentials file, restarted by supervisor."""
-    consumer = {
-        "name": "demoapp",
-        "iam_user": USER,
-        "path": "{{ fleet_credentials_path }}",
-        "format": "credentials",
-        "profile": "{{ fleet_credentials_profile }}",
-        "owner": "{{ fleet_app_user }}",
-        "group": "{{ fleet_app_group }}",
-        "mode": "0600",
-        "apply": "command",
-        "apply_command": "{{ fleet_supervisorctl }} restart {{ fleet_app_program }}",
-        "health_url": "{{ fleet_app_health_url }}",
-        "health_status": 200,
-        "health_expect_key_id": True,
-    }
-    return {"all": {"children": {"app": {"vars": {"rotate_consumers": [consumer]}}}}}
 
 
 def write_private(path: Path, text: str) -> Path:
@@ -59,7 +40,7 @@ def write_private(path: Path, text: str) -> Path:
 
 
 def run_rotation(work: Path, out: Path, fleet: Fleet, endpoint) -> int:
-    inventory = write_private(work / "consumers.yml", json.dumps(consumers_inventory()))
+    inventory = write_private(work / "consumers.yml", json.dumps(consumers_inventory(USER)))
     vault_pass = write_private(work / "vault-pass", secrets.token_hex(16) + "\n")
     extra_vars = {
         "rotate_force": True,  # the demo's key is brand new, so it is not due by age
