@@ -126,7 +126,7 @@ class Faults:
 
     def _clear_locked(self):
         self._values = {name: (list(default) if isinstance(default, list) else default)
-                        for name, (_, default) in self.FIELDS.items()}
+                        for name, (_kind, default) in self.FIELDS.items()}
         self._random = random.Random()
         self._not_before = {}
 

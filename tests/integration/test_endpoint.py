@@ -90,7 +90,7 @@ def test_made_up_key_is_refused(endpoint):
 
 
 def test_wrong_secret_gets_signature_does_not_match(endpoint):
-    _, key_id, secret = new_key(endpoint, allow_iam=True)
+    _user, key_id, secret = new_key(endpoint, allow_iam=True)
     wrong = secret[:-1] + ("a" if secret[-1] != "a" else "b")
 
     assert error_of(endpoint.sts(key_id, wrong).get_caller_identity) == (403, "SignatureDoesNotMatch")
@@ -113,7 +113,7 @@ def test_last_used_advances_only_for_authenticated_requests(endpoint):
 
 
 def test_propagation_delay_refuses_a_new_key_for_that_long(endpoint):
-    _, old_id, old_secret = new_key(endpoint)
+    _user, old_id, old_secret = new_key(endpoint)
     endpoint.set_faults(propagation_delay_s=2)
     user = endpoint.new_user("ep")
     created = time.monotonic()
@@ -138,8 +138,8 @@ def test_propagation_delay_refuses_a_new_key_for_that_long(endpoint):
 
 
 def test_refuse_key_ids_refuses_that_key_only(endpoint):
-    _, key_id, secret = new_key(endpoint)
-    _, other_id, other_secret = new_key(endpoint)
+    _user, key_id, secret = new_key(endpoint)
+    _user, other_id, other_secret = new_key(endpoint)
     endpoint.set_faults(refuse_key_ids=[key_id])
 
     assert error_of(endpoint.sts(key_id, secret).get_caller_identity) == INVALID_TOKEN
@@ -150,7 +150,7 @@ def test_refuse_key_ids_refuses_that_key_only(endpoint):
 
 
 def test_throttling_is_aws_shaped_retried_by_botocore_and_spares_out_of_band(endpoint):
-    _, key_id, secret = new_key(endpoint)
+    _user, key_id, secret = new_key(endpoint)
     endpoint.set_faults(throttle_rate=1.0)
 
     assert error_of(endpoint.sts(key_id, secret).get_caller_identity) == (400, "Throttling")
@@ -164,7 +164,7 @@ def test_throttling_is_aws_shaped_retried_by_botocore_and_spares_out_of_band(end
 
 
 def test_error_rate_gives_internal_failure_500_which_botocore_retries(endpoint):
-    _, key_id, secret = new_key(endpoint, allow_iam=True)
+    _user, key_id, secret = new_key(endpoint, allow_iam=True)
     endpoint.set_faults(error_rate=1.0)
 
     assert error_of(endpoint.iam(key_id, secret).list_users) == (500, "InternalFailure")
@@ -174,13 +174,13 @@ def test_error_rate_gives_internal_failure_500_which_botocore_retries(endpoint):
 
 
 def test_rates_follow_the_seed(endpoint):
-    _, key_id, secret = new_key(endpoint)
+    _user, key_id, secret = new_key(endpoint)
     sts = endpoint.sts(key_id, secret)
 
     def outcomes():
         endpoint.set_faults(throttle_rate=0.5, seed=7)
         seen = []
-        for _ in range(20):
+        for _attempt in range(20):
             try:
                 sts.get_caller_identity()
                 seen.append("ok")
@@ -211,18 +211,18 @@ def test_counts_count_every_in_band_request_and_reset(endpoint):
 
 
 def test_concurrent_requests_are_all_answered_and_counted(endpoint):
-    _, key_id, secret = new_key(endpoint)
+    _user, key_id, secret = new_key(endpoint)
     failures = []
 
     def call_sts():
         sts = endpoint.sts(key_id, secret)
-        for _ in range(25):
+        for _attempt in range(25):
             try:
                 sts.get_caller_identity()
             except ClientError as exc:
                 failures.append(exc.response["Error"]["Code"])
 
-    threads = [threading.Thread(target=call_sts) for _ in range(8)]
+    threads = [threading.Thread(target=call_sts) for _attempt in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -24,8 +24,8 @@ NO_VAULT_MSG = ("backend vault_file needs a vault secret: run with --vault-passw
 
 def new_key():
     """A key id and secret shaped like IAM's (the vault_file backend never calls AWS)."""
-    key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
-    secret = "".join(secrets.choice(string.ascii_letters + string.digits + "+/") for _ in range(40))
+    key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _char in range(16))
+    secret = "".join(secrets.choice(string.ascii_letters + string.digits + "+/") for _char in range(40))
     return key_id, secret
 
 
