@@ -31,10 +31,6 @@ sys.path.insert(0, str(REPO))
 from tests.support.endpoint import Endpoint  # noqa: E402  pylint: disable=wrong-import-position
 from tools.fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position
 
-PREFIX = "rklab"
-SUBNET = "10.233.0.0/24"
-
-
 def demo_consumer(user: str) -> dict:
     """The fleet's demo app as a consumer: credentials profile, supervisor restart, /health."""
     return {
@@ -88,7 +84,7 @@ def start_background_endpoint(address: str, directory: Path, timeout: float = 60
 
 def up(directory: Path, hosts: int, user: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    fleet = Fleet(directory / "fleet", prefix=PREFIX, subnet=SUBNET)
+    fleet = Fleet(directory / "fleet", prefix="auto", subnet="auto")
     pid = None
     try:
         pid, endpoint = start_background_endpoint(fleet.bridge_up(), directory)
