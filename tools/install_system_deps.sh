@@ -11,6 +11,7 @@
 #   iproute2        ip netns / veth / bridge
 #   util-linux      unshare, nsenter, mount
 #   python3         /usr/bin/python3 for Ansible on the fleet hosts
+#   (and the ShellCheck linter, for ansible-test sanity's shell test, skipped without it)
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -18,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(openssh-server supervisor python3-boto3 iproute2 util-linux python3)
+packages=(openssh-server supervisor python3-boto3 iproute2 util-linux python3 shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
