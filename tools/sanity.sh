@@ -13,8 +13,12 @@ pip_version=$(sed -n "s/^ *pip='\([0-9.]*\)',*$/\1/p" "$test_pkg/_internal/pytho
 mkdir -p "$HOME/.ansible/test/cache"
 cp "$repo/tools/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 
-build="$repo/.build/$(basename "$venv")/ansible_collections/rekey/aws"
-rm -rf "$build" && mkdir -p "$build"
+# A tree of its own per run, so that runs side by side do not delete each other's.
+mkdir -p "$repo/.build"
+root=$(mktemp -d "$repo/.build/sanity-$(basename "$venv")-XXXXXX")
+trap 'rm -rf "$root"' EXIT
+build="$root/ansible_collections/rekey/aws"
+mkdir -p "$build"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$build/")
 cd "$build"
 git init -q . && git add -A >/dev/null   # ansible-test lists a collection's files through git
