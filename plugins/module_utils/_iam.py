@@ -169,6 +169,29 @@ class Iam:
             raise
         return True
 
+    def user_tags(self, user_name, missing_ok=False):
+        """Every tag of the user, [{"Key": ..., "Value": ...}] (ListUserTags, paginated); None for a
+        missing user if missing_ok."""
+        tags = []
+        try:
+            for page in self.client.get_paginator("list_user_tags").paginate(UserName=user_name):
+                tags.extend(page.get("Tags", []))
+        except _aws_errors() as exc:
+            error = map_error(exc, "iam:ListUserTags", user_name=user_name, credentials=self._credentials)
+            if missing_ok and error.code == "NoSuchEntity":
+                return None
+            raise error from None
+        return tags
+
+    def tag_user(self, user_name, tags):
+        """Set tags ({key: value}) on the user; other tags are left alone."""
+        self._call("TagUser", "tag_user", user_name=user_name, UserName=user_name,
+                   Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])
+
+    def untag_user(self, user_name, keys):
+        """Remove the tags with these keys from the user; keys it does not have are ignored by IAM."""
+        self._call("UntagUser", "untag_user", user_name=user_name, UserName=user_name, TagKeys=list(keys))
+
 
 def sts_for_key(key, params):
     """An STS client that holds only this key (never the admin key, a profile or the environment's),
