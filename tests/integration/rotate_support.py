@@ -41,23 +41,25 @@ def demo_consumer(user: str, **overrides) -> dict:
     return consumer
 
 
-def sts_check_consumer(user: str, name: str, path: str, profile: str = "default", **overrides) -> dict:
-    """A consumer without a service (a cron job, say): a credentials profile whose health check
-    calls STS with the key in the file and wants the key id it should hold."""
+def sts_check_consumer(user: str, name: str, path: str, profile: str = "default", file_format: str = "credentials",
+                       **overrides) -> dict:
+    """A consumer without a service (a cron job, say): a file whose health check calls STS with the
+    key in it. file_format: credentials (a profile) or env (AWS_ACCESS_KEY_ID=... lines)."""
     consumer = {
         "name": name,
         "iam_user": user,
         "path": path,
-        "format": "credentials",
-        "profile": profile,
+        "format": "env" if file_format == "env" else "credentials",
         "owner": "{{ fleet_app_user }}",
         "group": "{{ fleet_app_group }}",
         "mode": "0600",
         "apply": "none",
-        "health_command": (f"{VENV_PYTHON} {Path(__file__).resolve()} sts-check --file {path} --profile {profile}"
-                           " --endpoint-url {{ fleet_endpoint_url }} --region {{ fleet_region }}"),
+        "health_command": (f"{VENV_PYTHON} {Path(__file__).resolve()} sts-check --file {path} --format {file_format}"
+                           f" --profile {profile} --endpoint-url {{{{ fleet_endpoint_url }}}} --region {{{{ fleet_region }}}}"),
         "health_timeout_s": 10,
     }
+    if file_format != "env":
+        consumer["profile"] = profile
     consumer.update(overrides)
     return consumer
 
@@ -136,6 +138,12 @@ class RotateLab:
         parser.read_string(proc.stdout)
         return parser.get(profile, "aws_access_key_id", fallback=None)
 
+    def read(self, host: str, path: str) -> str:
+        return self.fleet.exec(host, f"cat {path}").stdout
+
+    def write(self, host: str, path: str, text: str) -> None:
+        self.fleet.exec(host, f"umask 077 && cat > {path} && chown rekeyapp:$(id -gn rekeyapp) {path}", input=text)
+
     def stat(self, host: str, path: str) -> str:
         """'mode owner' of a file on a host, or '' when it does not exist."""
         return self.fleet.exec(host, f"stat -c '%a %U' {path} 2>/dev/null || true").stdout.strip()
@@ -189,32 +197,43 @@ class RotateLab:
         return json.loads(reports[-1].read_text()) if reports else None
 
 
+def read_key(path: str, file_format: str = "credentials", profile: str = "default") -> tuple[str, str]:
+    """(key id, secret) from a credentials profile or an env file (KEY=VALUE lines)."""
+    if file_format == "env":
+        values = dict(line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
+        return values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]
+    parser = configparser.ConfigParser()
+    if not parser.read(path) or not parser.has_section(profile):
+        raise KeyError(f"no profile {profile} in {path}")
+    return parser[profile]["aws_access_key_id"], parser[profile]["aws_secret_access_key"]
+
+
 def _sts_check(argv: list[str]) -> int:
-    """Exit 0 when the key in the credentials profile authenticates through STS."""
+    """Exit 0 when the key in the file authenticates through STS."""
     import boto3
     from botocore.config import Config
     p = argparse.ArgumentParser(prog="rotate_support.py sts-check")
     p.add_argument("--file", required=True)
+    p.add_argument("--format", choices=["credentials", "env"], default="credentials")
     p.add_argument("--profile", default="default")
     p.add_argument("--endpoint-url", required=True)
     p.add_argument("--region", default="us-east-1")
     args = p.parse_args(argv)
-    parser = configparser.ConfigParser()
-    if not parser.read(args.file) or not parser.has_section(args.profile):
-        print(f"no profile {args.profile} in {args.file}", file=sys.stderr)
+    try:
+        key_id, secret = read_key(args.file, args.format, args.profile)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"cannot read a key from {args.file}: {exc}", file=sys.stderr)
         return 2
-    section = parser[args.profile]
     sts = boto3.client("sts", endpoint_url=args.endpoint_url, region_name=args.region,
-                       aws_access_key_id=section["aws_access_key_id"],
-                       aws_secret_access_key=section["aws_secret_access_key"],
+                       aws_access_key_id=key_id, aws_secret_access_key=secret,
                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2))
     try:
         arn = sts.get_caller_identity()["Arn"]
-    except Exception as exc:  # any refusal or error is an unhealthy consumer
-        print(f"{section['aws_access_key_id']}: {type(exc).__name__}: {getattr(exc, 'response', {}).get('Error', {}).get('Code', exc)}",
-              file=sys.stderr)
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # any refusal is unhealthy
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        print(f"{key_id}: {code}", file=sys.stderr)
         return 1
-    print(f"{section['aws_access_key_id']} {arn}")
+    print(f"{key_id} {arn}")
     return 0
 
 

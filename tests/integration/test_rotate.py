@@ -157,7 +157,7 @@ def test_canary_failure_rolls_back_and_touches_no_other_host(clean):
     before = {h: lab.fleet.exec(h, f"cat {CREDENTIALS}; stat -c %Y {CREDENTIALS}").stdout for h in others}
     prober = Prober(lab.fleet.app_urls).start()
     try:
-        run = lab.run(everywhere(lab, demo_consumer(user, health_timeout_s=4)), rotate_force=True)
+        run = lab.run(everywhere(lab, demo_consumer(user, health_timeout_s=3)), rotate_force=True)
     finally:
         totals = prober.stop()
         lab.unpin(canary)
@@ -196,7 +196,7 @@ def test_unhealthy_only_after_deactivation_reactivates_the_old_key(clean):
     try:
         # The app keeps using the old key, which the idle check would catch first: turned off
         # here to reach the re-check after deactivation (as when IAM reports last use late).
-        run = lab.run(consumers, rotate_force=True, rotate_idle_check=False)
+        run = lab.run(consumers, rotate_force=True, rotate_idle_check=False, rotate_serial="100%")
     finally:
         totals = prober.stop()
 
@@ -214,6 +214,61 @@ def test_unhealthy_only_after_deactivation_reactivates_the_old_key(clean):
         assert lab.app_key_id(host) == new_id
     # Auth failures happened only on the stuck consumer, only while the old key was off.
     assert totals["overall"]["hosts_with_auth_failures"] == [stuck], totals
+
+
+def test_old_key_used_after_the_cutover_is_not_deactivated(clean):
+    lab = clean
+    user, old = lab.seed()
+    stuck = lab.hosts[2]
+    consumers = everywhere(lab, demo_consumer(user))
+    consumers[stuck] = [demo_consumer(user, apply="none", health_expect_key_id=False)]
+    prober = Prober(lab.fleet.app_urls).start()  # the stuck app keeps calling STS with the old key
+    try:
+        run = lab.run(consumers, rotate_force=True, rotate_serial="100%", rotate_idle_window_s=2)
+    finally:
+        totals = prober.stop()
+    assert run.rc != 0
+    [entry] = run.report["users"]
+    assert entry["result"] == "old_key_in_use", entry
+    assert f"the old key {old['AccessKeyId']} was used at" in entry["message"]
+    assert "by sts in us-east-1" in entry["message"]
+    # Nothing was deactivated: both keys Active, no refusal anywhere.
+    assert lab.keys(user) == {old["AccessKeyId"]: "Active", entry["new_key_id"]: "Active"}
+    assert totals["overall"]["auth_failures"] == 0, totals
+    assert leftovers_of(lab, run.report) == []
+
+
+def test_two_active_keys_with_one_named_to_retire(clean):
+    lab = clean
+    user, old = lab.seed()
+    spare = lab.ep.iam().create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+    lab.ep.reset_counts()
+    run = lab.run(everywhere(lab, demo_consumer(user)), rotate_retire_key_ids=[spare], rotate_deactivate_settle_s=1)
+    assert run.rc == 0, explain(run)
+    [entry] = run.report["users"]
+    assert entry["action"] == "retire" and entry["result"] == "retired"
+    assert entry["old_key_id"] == spare and entry["kept_key_id"] == old["AccessKeyId"]
+    # No key was created; the named one was deactivated, the fleet re-checked, then deleted.
+    assert lab.ep.write_counts() == {"iam:UpdateAccessKey": 1, "iam:DeleteAccessKey": 1}
+    assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
+    assert all(lab.app_key_id(h) == old["AccessKeyId"] for h in lab.hosts)
+
+
+def test_new_key_that_never_authenticates_is_deleted(clean):
+    lab = clean
+    user, old = lab.seed()
+    lab.ep.set_faults(propagation_delay_s=120)  # every new key is refused for two minutes
+    run = lab.run(everywhere(lab, demo_consumer(user)), rotate_force=True, rotate_verify_timeout_s=4)
+    assert run.rc != 0
+    failure = run.task("rekey.aws.rotate : Fail when the rotation did not complete")["result"]["msg"]
+    assert "prepare failed" in failure and "InvalidClientTokenId" in failure
+    [entry] = run.report["users"]
+    assert entry["result"] == "rolled_back" and entry["new_key_final_state"] == "deleted"
+    assert entry["hosts_updated"] == [] and entry["hosts_not_reached"] == lab.hosts
+    # Only the old key is left; no host was touched; the stored secret is gone.
+    assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
+    assert all(lab.file_key_id(h) == old["AccessKeyId"] for h in lab.hosts)
+    assert not (lab.store_dir / f"{user}.vault").exists()
 
 
 def test_two_active_keys_stop_before_any_write(clean):
@@ -252,19 +307,31 @@ def test_malformed_consumer_is_refused_before_any_write(clean):
 # --- shapes of fleets -----------------------------------------------------------------------
 
 def test_two_users_one_host_holds_both_shared_key_reloaded_without_gaps(clean):
+    """User `shared`: the demo app on every host, reloaded (SIGHUP) instead of restarted. User
+    `solo`: only on the first host, in an env file (other lines kept) and in a file rendered from
+    the operator's template. Its key lives in Secrets Manager instead of a vault file."""
     lab = clean
     shared, shared_old = lab.seed(prefix="shared")
     solo = lab.ep.new_user("solo")
     solo_old = lab.ep.iam().create_access_key(UserName=solo)["AccessKey"]
     holder = lab.hosts[0]
-    solo_path = "/etc/demoapp/solo-credentials"
-    lab.write_credentials(holder, solo_path, solo_old["AccessKeyId"], solo_old["SecretAccessKey"])
+    env_path, tpl_path = "/etc/demoapp/solo.env", "/etc/demoapp/solo-rendered"
+    lab.write(holder, env_path, f"# solo job\nJOB_REGION=us-east-1\nAWS_ACCESS_KEY_ID={solo_old['AccessKeyId']}\n"
+                                f"AWS_SECRET_ACCESS_KEY={solo_old['SecretAccessKey']}\n")
+    lab.fleet.exec(holder, f"rm -f {tpl_path}")
+    template = lab.dir / "solo.j2"
+    template.write_text("# rendered by rekey.aws\n[default]\naws_access_key_id = {{ rotate_access_key_id }}\n"
+                        "aws_secret_access_key = {{ rotate_secret_access_key }}\n")
     reload = "{{ fleet_supervisorctl }} signal HUP {{ fleet_app_program }}"
     consumers = everywhere(lab, demo_consumer(shared, apply_command=reload))
-    consumers[holder] = consumers[holder] + [sts_check_consumer(solo, "solo-job", solo_path)]
+    consumers[holder] = consumers[holder] + [
+        sts_check_consumer(solo, "solo-env", env_path, file_format="env"),
+        sts_check_consumer(solo, "solo-template", tpl_path, format="template", template=str(template)),
+    ]
     prober = Prober(lab.fleet.app_urls).start()
     try:
-        run = lab.run(consumers, rotate_force=True)
+        run = lab.run(consumers, rotate_force=True, rotate_serial="100%", rotate_store_backend="secretsmanager",
+                      rotate_store_secret_prefix="rekey-test/")
     finally:
         totals = prober.stop()
 
@@ -275,8 +342,15 @@ def test_two_users_one_host_holds_both_shared_key_reloaded_without_gaps(clean):
     shared_new, solo_new = by_user[shared]["new_key_id"], by_user[solo]["new_key_id"]
     assert lab.keys(shared) == {shared_new: "Active"} and lab.keys(solo) == {solo_new: "Active"}
     assert all(lab.app_key_id(h) == shared_new for h in lab.hosts)
-    assert lab.file_key_id(holder, solo_path) == solo_new
-    assert lab.stat(holder, solo_path) == "600 rekeyapp"
+    env = lab.read(holder, env_path)
+    assert f"AWS_ACCESS_KEY_ID={solo_new}\n" in env and "# solo job\nJOB_REGION=us-east-1\n" in env
+    assert solo_old["SecretAccessKey"] not in env
+    assert lab.read(holder, tpl_path).startswith(f"# rendered by rekey.aws\n[default]\naws_access_key_id = {solo_new}\n")
+    assert lab.stat(holder, env_path) == "600 rekeyapp" and lab.stat(holder, tpl_path) == "600 rekeyapp"
+    # The store holds each user's current key, in Secrets Manager.
+    for user, key_id in ((shared, shared_new), (solo, solo_new)):
+        stored = json.loads(lab.ep.secretsmanager().get_secret_value(SecretId=f"rekey-test/{user}")["SecretString"])
+        assert stored["access_key_id"] == key_id
     # A reload instead of a restart: not a single connection gap, not a single refusal.
     assert totals["overall"]["gaps"] == 0 and totals["overall"]["auth_failures"] == 0, totals
 
@@ -294,7 +368,7 @@ def test_unused_inactive_second_key_is_pruned(clean):
     assert spare in refused.task("rekey.aws.rotate : Stop before any write when the plan has problems")["result"]["msg"]
     assert lab.keys(user) == {old["AccessKeyId"]: "Active", spare: "Inactive"}
 
-    run = lab.run(consumers, rotate_force=True, rotate_prune_unused_days=0)
+    run = lab.run(consumers, rotate_force=True, rotate_prune_unused_days=0, rotate_serial="100%")
     assert run.rc == 0, explain(run)
     [entry] = run.report["users"]
     assert entry["pruned_key_ids"] == [spare]
@@ -325,7 +399,10 @@ def test_audit_reports_key_ages_without_writing(clean):
 def test_check_mode_shows_the_plan_and_writes_nothing(clean):
     lab = clean
     user, old = lab.seed()
-    run = lab.run(everywhere(lab, demo_consumer(user)), check=True, rotate_force=True)
+    other = lab.ep.new_user("other")  # referenced by a consumer, but left out with rotate_users
+    consumers = everywhere(lab, demo_consumer(user))
+    consumers[lab.hosts[0]] = consumers[lab.hosts[0]] + [sts_check_consumer(other, "other", "/etc/demoapp/other")]
+    run = lab.run(consumers, check=True, rotate_force=True, rotate_users=[user])
     assert run.rc == 0, explain(run)
     assert lab.ep.write_counts() == {}
     assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
@@ -334,3 +411,8 @@ def test_check_mode_shows_the_plan_and_writes_nothing(clean):
     summary = run.task("rekey.aws.rotate : Summary")["result"]["msg"]
     assert "check mode: plan only" in summary[0] and f"ok     {user}: planned" in summary[1]
     assert all(lab.app_key_id(h) == old["AccessKeyId"] for h in lab.hosts)
+
+    unknown = lab.run(consumers, check=True, rotate_users=["nobody-holds-this"])
+    assert unknown.rc != 0
+    failure = unknown.task("rekey.aws.rotate : Check the variables and every consumer before any write")["result"]["msg"]
+    assert 'rotate_users names "nobody-holds-this" but no consumer' in failure and user in failure
