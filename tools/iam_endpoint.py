@@ -35,11 +35,41 @@ Control API (plain HTTP JSON under /_rekey, no AWS auth):
         refuse_key_ids       list of key ids refused as if Inactive.
         seed                 int or null: reseeds the random source of the two rates, so a test
                              gets the same sequence every time.
-    POST /_rekey/faults/clear   reset every fault (and release keys held by a propagation delay)
+        fault_scope          "all" (default) or "controller": error_burst, fail_actions,
+                             throttle_rate and error_rate then apply only to requests from the
+                             controller (REMOTE_ADDR is the address the server is bound to, or a
+                             loopback address), so apps on fleet hosts keep calling AWS unharmed.
+        error_burst          int >= 0. The next N AWS calls in scope are answered HTTP 500
+                             InternalFailure; GET shows how many are left.
+        fail_actions         {"iam:CreateAccessKey": {"code": "LimitExceeded", "status": 409,
+                             "message": "...", "count": 1}, ...}: the next `count` calls of that
+                             action (named as in /counts) in scope fail with that AWS error, then
+                             pass again. code: required; status: 400-599, default 400; message:
+                             default "<code> (injected by the strict endpoint)"; count: int >= 1,
+                             default 1, null = every call. The error is shaped as AWS shapes it
+                             (query protocol: XML ErrorResponse, Type Sender below 500, Receiver
+                             from 500; JSON protocol: {"__type", "message"}). GET shows the counts
+                             left; an entry is removed once used up. Setting it replaces the map.
+        propagation_flap     list of [seconds_from_creation, "accept" | "refuse"] change points,
+                             seconds strictly increasing, e.g. [[0, "refuse"], [2, "accept"],
+                             [3, "refuse"], [6, "accept"]]. A key created while it is set follows
+                             it: accepted before the first point, then as the last point reached
+                             says (refused for ever when the last one is "refuse", until
+                             /faults/clear). Combines with propagation_delay_s: refused when
+                             either refuses.
+    Checked in this order for each AWS call in scope: error_burst, fail_actions, throttle_rate,
+    error_rate; the first that fires answers. Keys are refused (refuse_key_ids, the delay, the
+    flap) for every caller, whatever the scope.
+    POST /_rekey/faults/clear   reset every fault (and release keys held by a delay or a flap)
+    GET  /_rekey/keys           keys created while propagation_delay_s or propagation_flap was
+                                set: {"AKIA...": {"created_at": epoch seconds (wall clock),
+                                "delay_s": 30.0, "flap": [[0, "refuse"], ...]}}, until /faults/clear
     GET  /_rekey/counts         {"iam:CreateAccessKey": 2, "sts:GetCallerIdentity": 10, ...}:
                                 every AWS API request received, faulted and refused ones included,
                                 keyed by the service of the SigV4 credential scope and the action
-    POST /_rekey/counts/reset   zero the counts
+    GET  /_rekey/counts/faulted {"iam:CreateAccessKey": {"LimitExceeded": 1}, ...}: the requests a
+                                fault answered (not those refused for their key), by action and code
+    POST /_rekey/counts/reset   zero the counts (both)
 
 A request with the header `X-Rekey-Out-Of-Band: 1` (test-only out-of-band checks) is neither
 counted nor faulted; it is still authenticated like any other.
@@ -47,12 +77,15 @@ counted nor faulted; it is still authenticated like any other.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
+import ipaddress
 import io
 import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -64,11 +97,21 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 REGION = "us-east-1"
 ADMIN_USER = "rekey-admin"
 CONTROL_PREFIX = "/_rekey"
 OUT_OF_BAND_ENVIRON = "HTTP_X_REKEY_OUT_OF_BAND"
+SCOPES = ("all", "controller")
+# (HTTP status, AWS error code, message) of the two rate faults.
+THROTTLING = (400, "Throttling", "Rate exceeded")
+INTERNAL_FAILURE = (500, "InternalFailure", "We encountered an internal error. Please try again.")
+_JSON_CODES = {"Throttling": "ThrottlingException"}
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+ACTION_RE = re.compile(r"\A[a-z0-9-]+:[A-Za-z0-9]+\Z")
+CODE_RE = re.compile(r"\A[A-Za-z][A-Za-z0-9.]*\Z")
 
 _JSON_AUTH_ERRORS = {
     "InvalidClientTokenId": "UnrecognizedClientException",
@@ -109,8 +152,66 @@ def _seed(name, value):
     return value
 
 
+def _scope(name, value):
+    if value not in SCOPES:
+        raise FaultError(f"{name} must be one of {list(SCOPES)}, got {value!r}")
+    return value
+
+
+def _count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FaultError(f"{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _fail_actions(name, value):
+    if not isinstance(value, dict):
+        raise FaultError(f"{name} must be an object of action -> error, e.g. "
+                         f'{{"iam:CreateAccessKey": {{"code": "LimitExceeded", "status": 409}}}}, got {value!r}')
+    checked = {}
+    for action, spec in value.items():
+        where = f"{name}[{action!r}]"
+        if not isinstance(action, str) or not ACTION_RE.match(action):
+            raise FaultError(f"{name}: {action!r} is not an action: expected service:Action, e.g. iam:CreateAccessKey")
+        if not isinstance(spec, dict):
+            raise FaultError(f"{where} must be an object with code, status, message, count; got {spec!r}")
+        unknown = sorted(set(spec) - {"code", "status", "message", "count"})
+        if unknown:
+            raise FaultError(f"{where}: unknown field(s) {unknown}; expected some of ['code', 'count', 'message', 'status']")
+        code = spec.get("code")
+        if not isinstance(code, str) or not CODE_RE.match(code):
+            raise FaultError(f"{where}.code must be an AWS error code such as LimitExceeded, got {code!r}")
+        status = spec.get("status", 400)
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise FaultError(f"{where}.status must be an HTTP error status 400-599, got {status!r}")
+        message = spec.get("message", f"{code} (injected by the strict endpoint)")
+        if not isinstance(message, str) or not message:
+            raise FaultError(f"{where}.message must be a non-empty string, got {message!r}")
+        count = spec.get("count", 1)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise FaultError(f"{where}.count must be a whole number >= 1, or null for every call; got {count!r}")
+        checked[action] = {"code": code, "status": status, "message": message, "count": count}
+    return checked
+
+
+def _flap(name, value):
+    expected = 'a list of [seconds_from_creation, "accept" | "refuse"] with seconds strictly increasing'
+    if not isinstance(value, list):
+        raise FaultError(f"{name} must be {expected}, got {value!r}")
+    points, last = [], None
+    for point in value:
+        if (not isinstance(point, list) or len(point) != 2 or isinstance(point[0], bool)
+                or not isinstance(point[0], (int, float)) or point[0] < 0 or point[1] not in ("accept", "refuse")):
+            raise FaultError(f"{name}: {point!r} is not a change point: expected {expected}")
+        if last is not None and point[0] <= last:
+            raise FaultError(f"{name}: {point[0]!r} does not come after {last!r}: expected {expected}")
+        last = point[0]
+        points.append([float(point[0]), point[1]])
+    return points
+
+
 class Faults:
-    """The faults switched on at run time, and the keys still inside their propagation delay."""
+    """The faults switched on at run time, and the keys held by a propagation delay or flap."""
 
     FIELDS = {
         "propagation_delay_s": (_delay, 0.0),
@@ -118,6 +219,10 @@ class Faults:
         "error_rate": (_rate, 0.0),
         "refuse_key_ids": (_key_ids, []),
         "seed": (_seed, None),
+        "fault_scope": (_scope, "all"),
+        "error_burst": (_count, 0),
+        "fail_actions": (_fail_actions, {}),
+        "propagation_flap": (_flap, []),
     }
 
     def __init__(self):
@@ -125,10 +230,10 @@ class Faults:
         self._clear_locked()
 
     def _clear_locked(self):
-        self._values = {name: (list(default) if isinstance(default, list) else default)
-                        for name, (_kind, default) in self.FIELDS.items()}
+        self._values = {name: copy.deepcopy(default) for name, (_kind, default) in self.FIELDS.items()}
         self._random = random.Random()
-        self._not_before = {}
+        # key id -> (monotonic creation time, wall-clock creation time, delay, flap)
+        self._scheduled = {}
 
     def clear(self):
         with self._lock:
@@ -136,7 +241,7 @@ class Faults:
 
     def snapshot(self):
         with self._lock:
-            return {name: (list(v) if isinstance(v, list) else v) for name, v in self._values.items()}
+            return copy.deepcopy(self._values)
 
     def update(self, changes):
         if not isinstance(changes, dict):
@@ -153,29 +258,51 @@ class Faults:
 
     def key_created(self, access_key_id):
         with self._lock:
-            delay = self._values["propagation_delay_s"]
-            if delay > 0:
-                self._not_before[access_key_id] = time.monotonic() + delay
+            delay, flap = self._values["propagation_delay_s"], self._values["propagation_flap"]
+            if delay > 0 or flap:
+                self._scheduled[access_key_id] = (time.monotonic(), time.time(), delay, copy.deepcopy(flap))
+
+    def scheduled_keys(self):
+        with self._lock:
+            return {key_id: {"created_at": wall, "delay_s": delay, "flap": copy.deepcopy(flap)}
+                    for key_id, (_mono, wall, delay, flap) in self._scheduled.items()}
 
     def key_refused(self, access_key_id):
         with self._lock:
             if access_key_id in self._values["refuse_key_ids"]:
                 return True
-            not_before = self._not_before.get(access_key_id)
-            if not_before is None:
+            scheduled = self._scheduled.get(access_key_id)
+            if scheduled is None:
                 return False
-            if time.monotonic() < not_before:
+            created, _wall, delay, flap = scheduled
+            age = time.monotonic() - created
+            if age < delay:
                 return True
-            del self._not_before[access_key_id]
-            return False
+            state = "accept"
+            for at, change in flap:
+                if age >= at:
+                    state = change
+            return state == "refuse"
 
-    def draw(self):
-        """None, "throttle" or "error" for one AWS API request."""
+    def draw(self, action, from_controller):
+        """None or the error (status, code, message) to answer one AWS API request with."""
         with self._lock:
+            if self._values["fault_scope"] == "controller" and not from_controller:
+                return None
+            if self._values["error_burst"] > 0:
+                self._values["error_burst"] -= 1
+                return INTERNAL_FAILURE
+            spec = self._values["fail_actions"].get(action)
+            if spec is not None:
+                if spec["count"] is not None:
+                    spec["count"] -= 1
+                    if spec["count"] == 0:
+                        del self._values["fail_actions"][action]
+                return spec["status"], spec["code"], spec["message"]
             if self._random.random() < self._values["throttle_rate"]:
-                return "throttle"
+                return THROTTLING
             if self._random.random() < self._values["error_rate"]:
-                return "error"
+                return INTERNAL_FAILURE
             return None
 
 
@@ -282,27 +409,24 @@ def _read_body(environ):
     return body
 
 
-def _fault_response(kind, service, json_protocol, start_response):
+def _fault_response(error, service, json_protocol, start_response):
+    """An AWS-shaped error answer: error is (HTTP status, code, message)."""
+    status, code, message = error
     request_id = str(uuid.uuid4())
-    if kind == "throttle":
-        status, code, error_type, message = "400 Bad Request", "Throttling", "Sender", "Rate exceeded"
-        json_code = "ThrottlingException"
-    else:
-        status, code, error_type = "500 Internal Server Error", "InternalFailure", "Receiver"
-        message = "We encountered an internal error. Please try again."
-        json_code = code
     if json_protocol:
         content_type = "application/x-amz-json-1.1"
-        body = json.dumps({"__type": json_code, "message": message}).encode()
+        body = json.dumps({"__type": _JSON_CODES.get(code, code), "message": message}).encode()
     else:
         content_type = "text/xml"
         xmlns = _XMLNS.get(service)
         attr = f' xmlns="{xmlns}"' if xmlns else ""
+        error_type = "Receiver" if status >= 500 else "Sender"
         body = (f"<ErrorResponse{attr}><Error><Type>{error_type}</Type><Code>{code}</Code>"
-                f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
+                f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId>"
                 f"</ErrorResponse>").encode()
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                            ("x-amzn-RequestId", request_id)])
+    start_response(f"{status} {_REASONS.get(status, 'Error')}",
+                   [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                    ("x-amzn-RequestId", request_id)])
     return [body]
 
 
@@ -344,10 +468,22 @@ def _json_response(start_response, status, payload):
 class RekeyMiddleware:
     """Serves /_rekey, counts and faults AWS API requests, then hands them to moto."""
 
-    def __init__(self, app, faults, counts):
+    def __init__(self, app, faults, counts, controller_addresses=()):
         self.app = app
         self.faults = faults
         self.counts = counts
+        self.faulted = Counts()
+        self.controller_addresses = frozenset(controller_addresses)
+
+    def from_controller(self, environ):
+        """Whether the request comes from the controller: the server's own address or loopback."""
+        try:
+            address = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            return False
+        if getattr(address, "ipv4_mapped", None):
+            address = address.ipv4_mapped
+        return address.is_loopback or str(address) in self.controller_addresses
 
     def __call__(self, environ, start_response):
         # Read every body here: one left unread would corrupt the next request on a kept-alive
@@ -366,9 +502,11 @@ class RekeyMiddleware:
         if environ.get(OUT_OF_BAND_ENVIRON) == "1" or (action is None and scope is None):
             return app(environ, start_response)
         service = scope[0] if scope else "unsigned"
-        self.counts.add(f"{service}:{action or '?'}")
-        fault = self.faults.draw()
+        name = f"{service}:{action or '?'}"
+        self.counts.add(name)
+        fault = self.faults.draw(name, self.from_controller(environ))
         if fault:
+            self.faulted.add((name, fault[1]))
             return _fault_response(fault, service, json_protocol, start_response)
         return app(environ, start_response)
 
@@ -386,10 +524,18 @@ class RekeyMiddleware:
             if route == "/faults/clear" and method == "POST":
                 self.faults.clear()
                 return _json_response(start_response, "200 OK", self.faults.snapshot())
+            if route == "/keys" and method == "GET":
+                return _json_response(start_response, "200 OK", self.faults.scheduled_keys())
             if route == "/counts" and method == "GET":
                 return _json_response(start_response, "200 OK", self.counts.snapshot())
+            if route == "/counts/faulted" and method == "GET":
+                faulted = {}
+                for (name, code), n in self.faulted.snapshot().items():
+                    faulted.setdefault(name, {})[code] = n
+                return _json_response(start_response, "200 OK", faulted)
             if route == "/counts/reset" and method == "POST":
                 self.counts.reset()
+                self.faulted.reset()
                 return _json_response(start_response, "200 OK", {})
         except FaultError as exc:
             return _json_response(start_response, "400 Bad Request", {"error": str(exc)})
@@ -467,7 +613,8 @@ def main(argv=None):
 
     faults, counts = Faults(), Counts()
     make_moto_strict(faults)
-    app = RekeyMiddleware(DomainDispatcherApplication(create_backend_app), faults, counts)
+    app = RekeyMiddleware(DomainDispatcherApplication(create_backend_app), faults, counts,
+                          controller_addresses=[args.host])
     # Bound here, not by werkzeug, which answers a failed bind with a bare strerror and exit 1.
     try:
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError
 from tests.support.endpoint import EndpointError, read_log, start_endpoint, stop_endpoint
 
 INVALID_TOKEN = (403, "InvalidClientTokenId")
+NO_FAULTS = {"propagation_delay_s": 0.0, "throttle_rate": 0.0, "error_rate": 0.0, "refuse_key_ids": [],
+             "seed": None, "fault_scope": "all", "error_burst": 0, "fail_actions": {}, "propagation_flap": []}
 ALLOW_IAM = json.dumps({"Version": "2012-10-17",
                         "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]})
 
@@ -157,6 +159,8 @@ def test_throttling_is_aws_shaped_retried_by_botocore_and_spares_out_of_band(end
     assert error_of(endpoint.secretsmanager(key_id, secret).list_secrets) == (400, "ThrottlingException")
     assert endpoint.sts().get_caller_identity()["Arn"].endswith(":user/rekey-admin")
     assert endpoint.counts() == {"sts:GetCallerIdentity": 1, "secretsmanager:ListSecrets": 1}
+    assert endpoint.faulted_counts() == {"sts:GetCallerIdentity": {"Throttling": 1},
+                                         "secretsmanager:ListSecrets": {"Throttling": 1}}
 
     endpoint.reset_counts()
     error_of(endpoint.sts(key_id, secret, max_attempts=2).get_caller_identity)
@@ -239,8 +243,178 @@ def test_control_api_rejects_bad_faults_by_name(endpoint):
         endpoint.set_faults(throttle=1)
     with pytest.raises(EndpointError, match=r"refuse_key_ids must be a list"):
         endpoint.set_faults(refuse_key_ids="AKIAEXAMPLE")
-    assert endpoint.faults() == {"propagation_delay_s": 0.0, "throttle_rate": 0.0, "error_rate": 0.0,
-                                 "refuse_key_ids": [], "seed": None}
+    assert endpoint.faults() == NO_FAULTS
+
+
+@pytest.mark.parametrize("faults, message", [
+    ({"fault_scope": "fleet"}, r"fault_scope must be one of \['all', 'controller'\], got 'fleet'"),
+    ({"error_burst": -1}, r"error_burst must be a whole number >= 0, got -1"),
+    ({"error_burst": 2.5}, r"error_burst must be a whole number >= 0, got 2\.5"),
+    ({"fail_actions": ["iam:CreateAccessKey"]}, r"fail_actions must be an object of action -> error"),
+    ({"fail_actions": {"CreateAccessKey": {"code": "LimitExceeded"}}},
+     r"fail_actions: 'CreateAccessKey' is not an action: expected service:Action"),
+    ({"fail_actions": {"iam:CreateAccessKey": {"status": 409}}},
+     r"fail_actions\['iam:CreateAccessKey'\]\.code must be an AWS error code such as LimitExceeded, got None"),
+    ({"fail_actions": {"iam:CreateAccessKey": {"code": "LimitExceeded", "status": 200}}},
+     r"\.status must be an HTTP error status 400-599, got 200"),
+    ({"fail_actions": {"iam:CreateAccessKey": {"code": "LimitExceeded", "count": 0}}},
+     r"\.count must be a whole number >= 1, or null for every call; got 0"),
+    ({"fail_actions": {"iam:CreateAccessKey": {"code": "LimitExceeded", "times": 2}}},
+     r"unknown field\(s\) \['times'\]"),
+    ({"propagation_flap": [[0, "refuse"], [0, "accept"]]}, r"propagation_flap: 0 does not come after 0"),
+    ({"propagation_flap": [[1, "maybe"]]}, r"propagation_flap: \[1, 'maybe'\] is not a change point"),
+    ({"propagation_flap": [[-1, "refuse"]]}, r"propagation_flap: \[-1, 'refuse'\] is not a change point"),
+    ({"propagation_flap": {"0": "refuse"}}, r"propagation_flap must be a list of \[seconds_from_creation"),
+])
+def test_control_api_rejects_bad_new_faults_by_name(endpoint, faults, message):
+    with pytest.raises(EndpointError, match=message):
+        endpoint.set_faults(**faults)
+    assert endpoint.faults() == NO_FAULTS
+
+
+def test_error_burst_fails_the_next_calls_then_passes(endpoint):
+    user, key_id, secret = new_key(endpoint, allow_iam=True)
+    endpoint.set_faults(error_burst=3)
+    iam = endpoint.iam(key_id, secret)
+
+    assert error_of(iam.list_access_keys, UserName=user) == (500, "InternalFailure")
+    endpoint.iam().list_users()  # out of band: neither faulted nor part of the burst
+    assert endpoint.faults()["error_burst"] == 2
+    assert error_of(endpoint.sts(key_id, secret).get_caller_identity) == (500, "InternalFailure")
+    assert error_of(iam.list_access_keys, UserName=user) == (500, "InternalFailure")
+    assert [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]] == [key_id]
+    assert endpoint.faults()["error_burst"] == 0
+    assert endpoint.counts() == {"iam:ListAccessKeys": 3, "sts:GetCallerIdentity": 1}
+    assert endpoint.faulted_counts() == {"iam:ListAccessKeys": {"InternalFailure": 2},
+                                         "sts:GetCallerIdentity": {"InternalFailure": 1}}
+    endpoint.reset_counts()
+    assert endpoint.faulted_counts() == {}
+
+
+def test_error_burst_is_retried_through_by_botocore(endpoint):
+    _user, key_id, secret = new_key(endpoint)
+    endpoint.set_faults(error_burst=3)
+    assert endpoint.sts(key_id, secret, max_attempts=4).get_caller_identity()["Arn"]
+    assert endpoint.counts() == {"sts:GetCallerIdentity": 4}
+
+
+def test_fail_actions_answer_that_aws_error_count_times(endpoint):
+    user, key_id, secret = new_key(endpoint, allow_iam=True)
+    endpoint.set_faults(fail_actions={"iam:CreateAccessKey": {
+        "code": "LimitExceeded", "status": 409, "message": "Cannot exceed quota for AccessKeysPerUser: 2"}})
+    iam = endpoint.iam(key_id, secret)
+
+    with pytest.raises(ClientError) as caught:
+        iam.create_access_key(UserName=user)
+    response = caught.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    assert response["Error"] == {"Type": "Sender", "Code": "LimitExceeded",
+                                 "Message": "Cannot exceed quota for AccessKeysPerUser: 2"}
+    assert len(endpoint.iam().list_access_keys(UserName=user)["AccessKeyMetadata"]) == 1, "the fault created a key"
+    iam.list_access_keys(UserName=user)  # another action is not affected
+    assert endpoint.faults()["fail_actions"] == {}, "a used-up entry is removed"
+    assert endpoint.faulted_counts() == {"iam:CreateAccessKey": {"LimitExceeded": 1}}
+    iam.create_access_key(UserName=user)
+    assert len(endpoint.iam().list_access_keys(UserName=user)["AccessKeyMetadata"]) == 2
+
+
+def test_fail_actions_count_null_fails_every_call_and_json_services_get_json(endpoint):
+    _user, key_id, secret = new_key(endpoint)
+    endpoint.set_faults(fail_actions={
+        "sts:GetCallerIdentity": {"code": "InternalFailure", "status": 503, "count": None},
+        "secretsmanager:ListSecrets": {"code": "InternalServiceError", "status": 500, "count": 2}})
+
+    for _attempt in range(3):
+        assert error_of(endpoint.sts(key_id, secret).get_caller_identity) == (503, "InternalFailure")
+    with pytest.raises(ClientError) as caught:
+        endpoint.secretsmanager(key_id, secret).list_secrets()
+    assert caught.value.response["Error"] == {"Code": "InternalServiceError",
+                                              "Message": "InternalServiceError (injected by the strict endpoint)"}
+    assert endpoint.faults()["fail_actions"] == {
+        "sts:GetCallerIdentity": {"code": "InternalFailure", "status": 503, "count": None,
+                                  "message": "InternalFailure (injected by the strict endpoint)"},
+        "secretsmanager:ListSecrets": {"code": "InternalServiceError", "status": 500, "count": 1,
+                                       "message": "InternalServiceError (injected by the strict endpoint)"}}
+    endpoint.clear_faults()
+    assert caller_arn(endpoint, key_id, secret)
+
+
+@pytest.mark.parametrize("remote_addr, expected", [
+    ("127.0.0.1", True), ("127.0.0.53", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("10.231.8.1", True), ("10.231.8.11", False), ("192.0.2.1", False), ("", False), ("not-an-ip", False),
+])
+def test_fault_scope_controller_means_loopback_or_the_bind_address(remote_addr, expected):
+    from tools.iam_endpoint import Counts, Faults, RekeyMiddleware
+    middleware = RekeyMiddleware(None, Faults(), Counts(), controller_addresses=["10.231.8.1"])
+    assert middleware.from_controller({"REMOTE_ADDR": remote_addr}) is expected
+
+
+def test_fault_scope_controller_spares_other_callers():
+    from tools.iam_endpoint import Faults
+    faults = Faults()
+    faults.update({"fault_scope": "controller", "throttle_rate": 1.0, "error_burst": 1,
+                   "fail_actions": {"iam:ListUsers": {"code": "AccessDenied", "status": 403, "count": None}}})
+    assert faults.draw("iam:ListUsers", from_controller=False) is None
+    assert faults.draw("sts:GetCallerIdentity", from_controller=False) is None
+    assert faults.snapshot()["error_burst"] == 1, "a spared call does not use up the burst"
+    assert faults.draw("iam:ListUsers", from_controller=True)[1] == "InternalFailure"
+    assert faults.draw("iam:ListUsers", from_controller=True)[1] == "AccessDenied"
+    assert faults.draw("sts:GetCallerIdentity", from_controller=True)[1] == "Throttling"
+    faults.update({"fault_scope": "all"})
+    assert faults.draw("sts:GetCallerIdentity", from_controller=False)[1] == "Throttling"
+
+
+def test_fault_scope_controller_still_faults_this_machine(endpoint):
+    _user, key_id, secret = new_key(endpoint)
+    endpoint.set_faults(fault_scope="controller", throttle_rate=1.0)
+    assert error_of(endpoint.sts(key_id, secret).get_caller_identity) == (400, "Throttling")
+
+
+def test_propagation_flap_accepts_refuses_then_accepts_a_new_key(endpoint):
+    _user, old_id, old_secret = new_key(endpoint)
+    flap = [[0, "refuse"], [0.8, "accept"], [1.6, "refuse"], [2.4, "accept"]]
+    endpoint.set_faults(propagation_flap=flap)
+    user = endpoint.new_user("ep")
+    created = time.time()
+    key = endpoint.iam().create_access_key(UserName=user)["AccessKey"]
+    sts = endpoint.sts(key["AccessKeyId"], key["SecretAccessKey"])
+
+    seen = []  # (seconds since creation, outcome)
+    while time.time() - created < 3.2:
+        try:
+            sts.get_caller_identity()
+            outcome = "accept"
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "InvalidClientTokenId"
+            outcome = "refuse"
+        seen.append((time.time() - created, outcome))
+        time.sleep(0.05)
+
+    runs = [outcome for i, (_t, outcome) in enumerate(seen) if i == 0 or seen[i - 1][1] != outcome]
+    assert runs == ["refuse", "accept", "refuse", "accept"], seen
+    changes = [t for i, (t, outcome) in enumerate(seen) if i and seen[i - 1][1] != outcome]
+    for change, (at, _state) in zip(changes, flap[1:]):
+        assert at <= change < at + 0.4, (changes, flap)
+    [(key_id, scheduled)] = endpoint.scheduled_keys().items()
+    assert key_id == key["AccessKeyId"] and scheduled["flap"] == [[float(t), s] for t, s in flap]
+    assert scheduled["delay_s"] == 0.0 and created - 0.5 < scheduled["created_at"] < created + 0.5
+    assert caller_arn(endpoint, old_id, old_secret), "a key created before the flap was set does not flap"
+
+    endpoint.clear_faults()
+    assert endpoint.scheduled_keys() == {}
+
+
+def test_propagation_flap_ending_in_refuse_refuses_until_cleared(endpoint):
+    endpoint.set_faults(propagation_flap=[[0.3, "refuse"]])
+    user = endpoint.new_user("ep")
+    key = endpoint.iam().create_access_key(UserName=user)["AccessKey"]
+    sts = endpoint.sts(key["AccessKeyId"], key["SecretAccessKey"])
+    assert caller_arn(endpoint, key["AccessKeyId"], key["SecretAccessKey"]), "accepted before the first point"
+    time.sleep(0.4)
+    endpoint.set_faults(propagation_flap=[])  # keys created before keep their schedule
+    assert error_of(sts.get_caller_identity) == INVALID_TOKEN
+    endpoint.clear_faults()
+    assert caller_arn(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
 
 
 def test_moto_api_is_closed(endpoint):

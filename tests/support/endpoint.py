@@ -72,8 +72,16 @@ class Endpoint:
     def clear_faults(self) -> dict:
         return self._control("POST", "/faults/clear", {})
 
+    def scheduled_keys(self) -> dict:
+        """Keys created under a propagation delay or flap: {key id: {created_at, delay_s, flap}}."""
+        return self._control("GET", "/keys")
+
     def counts(self) -> dict:
         return self._control("GET", "/counts")
+
+    def faulted_counts(self) -> dict:
+        """The requests a fault answered: {action: {error code: n}}."""
+        return self._control("GET", "/counts/faulted")
 
     def reset_counts(self) -> None:
         self._control("POST", "/counts/reset", {})
