@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from tests.support.endpoint import Endpoint  # noqa: E402  pylint: disable=wrong-import-position
 from tools.fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position
 
+
 def demo_consumer(user: str) -> dict:
     """The fleet's demo app as a consumer: credentials profile, supervisor restart, /health."""
     return {
