@@ -1,0 +1,146 @@
+"""Crash-resume (issue 4, item 2): the controller's ansible-playbook is killed with SIGKILL (its whole
+process group) at each phase boundary of a rotation on three fleet hosts, then run again without
+rotate_force, either after the killed run's lock expired (rotate_lock_ttl_s 5) or at once with
+rotate_lock_takeover. Every case must converge to one Active new key used by every host with the old
+key gone; IAM, polled out of band during both runs, never holds three keys; the prober never sees a
+refused key; the second run says it resumed and from which phase; no state, lock or backup is left.
+
+The kill points are found out of band: the phase recorded in the user's tags (boto3
+list_user_tags), the keys of the user, or the task banners of the playbook's stdout."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.crash_support import PHASE_TAG, RUN_TAG, BackgroundRun, KeyWatcher, phase_is, tags, wait_lock_expired
+from tests.integration.rotate_support import RotateLab, demo_consumer
+from tests.support.endpoint import read_log, start_endpoint, stop_endpoint
+from tools.fleet import Fleet
+from tools.prober import Prober
+
+pytestmark = [
+    pytest.mark.fleet,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the fleet needs root: network namespaces, mounts, sshd"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+BACKUPS = "/var/lib/rekey-aws/backups"
+FAST = {"rotate_lock_ttl_s": 5, "rotate_deactivate_settle_s": 1, "rotate_verify_consecutive": 2}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    deps = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True,
+                          check=False)
+    assert deps.returncode == 0, deps.stderr
+    directory = tmp_path_factory.mktemp("resume")
+    fleet = Fleet(directory / "fleet", prefix="auto", subnet="auto")
+    proc = None
+    try:
+        address = fleet.bridge_up()
+        proc, ep = start_endpoint(address, 0, directory / "endpoint.json")
+        boot = ep.iam().create_access_key(UserName=ep.new_user("boot"))["AccessKey"]
+        fleet.up(3, endpoint_url=ep.endpoint_url, region=ep.region,
+                 credentials={"access_key_id": boot["AccessKeyId"], "secret_access_key": boot["SecretAccessKey"]})
+        yield RotateLab(fleet, ep, directory / "work")
+    finally:
+        try:
+            fleet.down()
+        finally:
+            if proc is not None:
+                rc = stop_endpoint(proc)
+                assert rc in (0, -signal.SIGTERM), f"endpoint exited {rc}:\n{read_log(proc)}"
+
+
+def everywhere(lab, *consumers):
+    return {host: list(consumers) for host in lab.hosts}
+
+
+def explain(run):
+    return f"rc={run.rc}\nSTDOUT:\n{run.stdout[-8000:]}\nSTDERR:\n{run.stderr[-3000:]}"
+
+
+def old_key_gone(lab, user, old_id):
+    def check(_run) -> bool:
+        return old_id not in lab.keys(user)
+    return check
+
+
+def mid_batch(_lab, _user, _old_id):
+    """The second batch (one host) is being restarted onto the new key: its file is written."""
+    def check(run) -> bool:
+        return run.saw_task("Run the apply commands", times=2)
+    return check
+
+
+def at_phase(*phases):
+    def build(lab, user, _old_id):
+        return phase_is(lab, user, *phases)
+    return build
+
+
+# (kill point, condition, the phases the state may show when killed, how the re-run gets the lock)
+CASES = [
+    ("after_plan", at_phase("planned"), {"planned", "key_created"}, "expiry"),
+    ("key_created", at_phase("key_created"), {"key_created", "key_stored"}, "takeover"),
+    ("key_stored", at_phase("key_stored"), {"key_stored"}, "expiry"),
+    ("after_propagation", at_phase("distributing"), {"distributing"}, "takeover"),
+    ("mid_batch", mid_batch, {"distributing"}, "expiry"),
+    ("after_last_batch", at_phase("distributed"), {"distributed"}, "takeover"),
+    ("after_deactivation", at_phase("old_deactivated"), {"old_deactivated"}, "expiry"),
+    ("after_deletion", old_key_gone, {"old_deactivated", "old_retired"}, "takeover"),
+]
+
+
+@pytest.mark.parametrize("point, condition, phases, relock", CASES, ids=[c[0] for c in CASES])
+def test_killed_rotation_resumes_and_converges(lab, point, condition, phases, relock):
+    lab.ep.clear_faults()
+    user, old = lab.seed(prefix=f"res-{point.replace('_', '')[:8]}")
+    old_id = old["AccessKeyId"]
+    consumers = everywhere(lab, demo_consumer(user))
+    started = time.monotonic()
+    prober = Prober(lab.fleet.app_urls, timeline=lab.dir / f"resume-{point}.jsonl").start()
+    try:
+        with KeyWatcher(lab, user) as watcher:
+            killed = BackgroundRun(lab, consumers, lab.dir, rotate_force=True, **FAST)
+            killed.kill_when(condition(lab, user, old_id))
+            killed_at = time.monotonic() - started
+            state = tags(lab, user)
+            assert state.get(PHASE_TAG) in phases, (point, state)
+            # The killed run still holds the lock: without the flag the re-run waits for its expiry.
+            if relock == "expiry":
+                wait_lock_expired(lab, user)
+                rerun = lab.run(consumers, **FAST)
+            else:
+                rerun = lab.run(consumers, rotate_lock_takeover=True, **FAST)
+    finally:
+        totals = prober.stop()
+    took = time.monotonic() - started
+    print(f"\n{point}: killed at {killed_at:.1f} s in phase {state.get(PHASE_TAG)}, re-run ({relock}) "
+          f"rc {rerun.rc}, total {took:.1f} s")
+
+    assert rerun.rc == 0, explain(rerun)
+    said = f"resuming rotation {state[RUN_TAG]} of user {user} from phase {state[PHASE_TAG]}"
+    assert said in rerun.stdout, explain(rerun)
+    [entry] = rerun.report["users"]
+    assert entry["resumed_from"]["phase"] == state[PHASE_TAG] and entry["resumed_from"]["run_id"] == state[RUN_TAG]
+    assert any(said in line for line in rerun.task("rekey.aws.rotate : Summary")["result"]["msg"])
+    # One Active new key, used by every host; the old key gone; never three keys at once.
+    keys = lab.keys(user)
+    assert len(keys) == 1 and old_id not in keys and set(keys.values()) == {"Active"}, keys
+    [new_id] = keys
+    for host in lab.hosts:
+        assert lab.app_key_id(host) == new_id, host
+        assert lab.file_key_id(host) == new_id, host
+        assert lab.stat(host, "/etc/demoapp/credentials") == "600 rekeyapp"
+        assert lab.files(host, f"{BACKUPS}/*-{host}-demoapp.bak") == [], host
+    assert watcher.most <= 2, watcher.seen
+    # No host was ever without a working key (restarts are gaps, not refusals).
+    assert totals["overall"]["auth_failures"] == 0, totals
+    # The state is cleared and the lock released.
+    assert tags(lab, user) == {}
