@@ -244,7 +244,6 @@ def test_propagation_delay_of_30_s_is_waited_out(clean):
     assert_safe(observed)
     created_at = observed.scheduled[new_id]["created_at"]
     assert first_probe_with(observed, new_id) >= created_at + 30
-    assert observed.entry["verify_seconds"] >= 25, observed.entry
     assert_rerun_changes_nothing(lab, user, consumers, new_id)
 
 
@@ -444,17 +443,8 @@ def assert_denied_run_is_safe(case: DeniedCase) -> None:
     # The rollout went through: every host runs on the new key; the old key still exists.
     assert case.new_id and set(first.apps.values()) == {case.new_id}
     assert first.keys.get(case.new_id) == "Active" and case.old_id in first.keys
-    # The report states the old key's state as IAM has it.
-    assert first.entry["old_key_final_state"] == first.keys[case.old_id], (first.entry, first.keys)
 
 
-ONE_OR_MORE = ('finish records ansible_failed_result.msg of the looped access_key task, "One or more items '
-               'failed", instead of the failed item\'s message (AccessDenied naming the action)')
-TWO_ACTIVE_AFTER = ("the first run leaves two Active keys (old and new) and no resumable state, so the re-run "
-                    "stops with \"has two Active access keys\" instead of retiring the old key")
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ONE_OR_MORE)
 def test_admin_without_delete_permission_names_the_denied_action(denied_delete):
     failure = denied_delete.first.failure()
     assert "iam:DeleteAccessKey" in failure and "access denied" in failure.lower(), failure
@@ -464,15 +454,20 @@ def test_admin_without_delete_permission_leaves_a_safe_state(denied_delete):
     assert_denied_run_is_safe(denied_delete)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the finish rescue reactivates the old key after the fleet was re-checked healthy without it (only the "
-    "delete failed), which leaves two Active keys; it should stay Inactive, as with rotate_retire: deactivate"))
 def test_admin_without_delete_permission_keeps_the_old_key_inactive(denied_delete):
+    """The fleet was re-checked healthy without the old key; only the delete failed: it stays off."""
     case = denied_delete
     assert case.first.keys == {case.new_id: "Active", case.old_id: "Inactive"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TWO_ACTIVE_AFTER)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "report.json.j2 sets old_key_final_state to 'Active' for every result but rotated/retired, while "
+    "after a refused iam:DeleteAccessKey the old key is Inactive"))
+def test_admin_without_delete_permission_report_states_the_old_key_inactive(denied_delete):
+    case = denied_delete
+    assert case.first.entry["old_key_final_state"] == case.first.keys[case.old_id] == "Inactive", case.first.entry
+
+
 def test_admin_without_delete_permission_then_rerun_converges(denied_delete):
     case = denied_delete
     assert case.rerun.run.rc == 0, explain(case.rerun)
@@ -481,15 +476,11 @@ def test_admin_without_delete_permission_then_rerun_converges(denied_delete):
     assert_safe(case.rerun)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ONE_OR_MORE)
 def test_admin_without_update_permission_names_the_denied_action(denied_update):
     failure = denied_update.first.failure()
     assert "iam:UpdateAccessKey" in failure and "access denied" in failure.lower(), failure
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "finish's rescue reports \"The old key X was reactivated\" although its deactivation was refused: the key "
-    "was never off, and the reactivation was a no-op (state=active on an Active key)"))
 def test_admin_without_update_permission_states_the_old_key_stayed_active(denied_update):
     case = denied_update
     failure = case.first.failure()
@@ -499,11 +490,11 @@ def test_admin_without_update_permission_states_the_old_key_stayed_active(denied
 def test_admin_without_update_permission_leaves_a_safe_state(denied_update):
     case = denied_update
     assert_denied_run_is_safe(case)
-    # Deactivation was refused: both keys stay Active.
+    # Deactivation was refused: both keys stay Active, and the report says so.
     assert case.first.keys == {case.new_id: "Active", case.old_id: "Active"}
+    assert case.first.entry["old_key_final_state"] == "Active", case.first.entry
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TWO_ACTIVE_AFTER)
 def test_admin_without_update_permission_then_rerun_converges(denied_update):
     case = denied_update
     assert case.rerun.run.rc == 0, explain(case.rerun)
