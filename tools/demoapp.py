@@ -11,6 +11,13 @@ It reads its credentials file once at start (SIGHUP reloads it) and answers
                500 {"error": "CredentialsUnreadable", "reason"}  the file could not be read
 One STS attempt per request, short timeouts: health tells the truth now. The secret is never
 logged nor returned. Runs on Python 3.9+ with any boto3 of the last years.
+
+Test controls, each a file holding a key id ("this app works only with that key"):
+  --pin-file        /health answers 503 PinnedKeyMismatch while another key is in use
+  --hang-pin-file   /health does not answer (for up to --hang-s) while another key is in use:
+                    an app that hangs on its new configuration
+  --start-pin-file  the app exits with status 3 at start when it loaded another key: an app
+                    that cannot start on its new configuration (the restart fails)
 """
 import argparse
 import configparser
@@ -85,14 +92,24 @@ class App:
         else:
             log(f"loaded key {creds.access_key_id} (profile {self.args.profile}) from {self.args.credentials_file}")
 
-    def pinned_key_id(self):
-        if not self.args.pin_file:
+    def pinned_key_id(self, path=None):
+        path = self.args.pin_file if path is None else path
+        if not path:
             return None
         try:
-            with open(self.args.pin_file, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8") as handle:
                 return handle.read().strip() or None
         except FileNotFoundError:
             return None
+
+    def hang_while_pinned_elsewhere(self, key_id):
+        """Do not answer while the hang pin names another key than key_id (at most --hang-s)."""
+        deadline = time.monotonic() + self.args.hang_s
+        while time.monotonic() < deadline:
+            pinned = self.pinned_key_id(self.args.hang_pin_file)
+            if not pinned or pinned == key_id:
+                return
+            time.sleep(0.2)
 
     def health(self):
         """(status, body) for GET /health."""
@@ -100,6 +117,7 @@ class App:
             creds = self.current
         if creds.error:
             return 500, {"error": "CredentialsUnreadable", "reason": creds.error}
+        self.hang_while_pinned_elsewhere(creds.access_key_id)
         pinned = self.pinned_key_id()
         if pinned and pinned != creds.access_key_id:
             return 503, {"error": "PinnedKeyMismatch", "access_key_id": creds.access_key_id, "pinned": pinned}
@@ -145,6 +163,11 @@ def parse_args(argv):
     p.add_argument("--profile", default=os.environ.get("AWS_PROFILE", "default"))
     p.add_argument("--pin-file", default="/var/lib/demoapp/pin_key_id",
                    help="if this file holds a key id, health fails unless that key is in use")
+    p.add_argument("--hang-pin-file", default="/var/lib/demoapp/hang_pin_key_id",
+                   help="if this file holds a key id, health hangs unless that key is in use")
+    p.add_argument("--hang-s", type=float, default=120.0, help="longest hang of one health request")
+    p.add_argument("--start-pin-file", default="/var/lib/demoapp/start_pin_key_id",
+                   help="if this file holds a key id, the app exits at start unless it loaded that key")
     p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
     p.add_argument("--sts-timeout", type=float, default=2.0, help="connect and read timeout of the STS call")
@@ -160,6 +183,10 @@ def main(argv=None):
     args = parse_args(argv)
     app = App(args)
     app.reload()
+    start_pin = app.pinned_key_id(args.start_pin_file)
+    if start_pin and start_pin != app.current.access_key_id:
+        log(f"refusing to start: {args.start_pin_file} pins {start_pin}, loaded {app.current.access_key_id}")
+        return 3
     signal.signal(signal.SIGHUP, lambda signum, frame: app.reload())
     server = ThreadingHTTPServer(args.address, make_handler(app))
     server.daemon_threads = True
