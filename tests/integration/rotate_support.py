@@ -41,6 +41,11 @@ def demo_consumer(user: str, **overrides) -> dict:
     return consumer
 
 
+def everywhere(lab, *consumers) -> dict:
+    """The same consumers on every host of the lab."""
+    return {host: list(consumers) for host in lab.hosts}
+
+
 def sts_check_consumer(user: str, name: str, path: str, profile: str = "default", file_format: str = "credentials",
                        **overrides) -> dict:
     """A consumer without a service (a cron job, say): a file whose health check calls STS with the

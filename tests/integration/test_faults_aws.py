@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.integration.rotate_support import RotateLab, demo_consumer, sts_check_consumer
-from tests.support.endpoint import read_log, start_endpoint, stop_endpoint
-from tools.fleet import Fleet
+from tests.integration.fleet_lab import fleet_lab
+from tests.integration.rotate_support import demo_consumer, everywhere, sts_check_consumer
 from tools.prober import Prober
 
 pytestmark = [
@@ -31,7 +27,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the fleet needs root: network namespaces, mounts, sshd"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 CREDENTIALS = "/etc/demoapp/credentials"
 FAILED_TASK = "rekey.aws.rotate : Fail when the rotation did not complete"
 PLAN_TASK = "rekey.aws.rotate : Stop before any write when the plan has problems"
@@ -44,26 +39,8 @@ HOSTS = 2
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    deps = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True,
-                          check=False)
-    assert deps.returncode == 0, deps.stderr
-    directory = tmp_path_factory.mktemp("faults-aws")
-    fleet = Fleet(directory / "fleet", prefix="auto", subnet="auto")
-    proc = None
-    try:
-        address = fleet.bridge_up()
-        proc, ep = start_endpoint(address, 0, directory / "endpoint.json")
-        boot = ep.iam().create_access_key(UserName=ep.new_user("boot"))["AccessKey"]
-        fleet.up(HOSTS, endpoint_url=ep.endpoint_url, region=ep.region,
-                 credentials={"access_key_id": boot["AccessKeyId"], "secret_access_key": boot["SecretAccessKey"]})
-        yield RotateLab(fleet, ep, directory / "work")
-    finally:
-        try:
-            fleet.down()
-        finally:
-            if proc is not None:
-                rc = stop_endpoint(proc)
-                assert rc in (0, -signal.SIGTERM), f"endpoint exited {rc}:\n{read_log(proc)}"
+    with fleet_lab(tmp_path_factory.mktemp("faults-aws"), HOSTS) as made:
+        yield made
 
 
 @pytest.fixture
@@ -99,9 +76,6 @@ class Observed:
     def failure(self) -> str:
         return self.run.task(FAILED_TASK)["result"]["msg"]
 
-
-def everywhere(lab, *consumers) -> dict:
-    return {host: list(consumers) for host in lab.hosts}
 
 
 def explain(observed: Observed) -> str:
@@ -274,6 +248,12 @@ def assert_stopped_before_any_write(lab, observed: Observed, before: dict, old_i
     assert set(observed.apps.values()) == {old_id}
     assert observed.totals["overall"]["gaps"] == 0, "an app was restarted"
     assert not any(r["changed"] for r in observed.run.results), [r["task"] for r in observed.run.changed]
+    # The refused run still leaves its report: what was refused, and that nothing changed.
+    report = observed.run.report
+    assert report and f"rekey.aws rotation {report['run_id']}" in observed.run.stdout, "this run wrote no report"
+    assert not report["ok"], report
+    assert "refused before any change" in report["message"], report["message"]
+    assert all(u["result"] == "refused" and u["new_key_id"] is None for u in report["users"]), report["users"]
 
 
 def test_two_active_keys_stop_before_any_write_then_retire_one(clean):

@@ -5,18 +5,14 @@ rotate_lock_takeover. The lock is read out of band (IAM user tags, boto3)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.integration.crash_support import (LOCK_HOLDER_TAG, LOCK_RUN_TAG, LOCK_UNTIL_TAG, RUN_TAG, BackgroundRun,
                                              KeyWatcher, locked, phase_is, tags, wait_lock_expired)
-from tests.integration.rotate_support import RotateLab, demo_consumer
-from tests.support.endpoint import read_log, start_endpoint, stop_endpoint
-from tools.fleet import Fleet
+from tests.integration.fleet_lab import fleet_lab
+from tests.integration.rotate_support import demo_consumer, everywhere
 from tools.prober import Prober
 
 pytestmark = [
@@ -24,37 +20,15 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the fleet needs root: network namespaces, mounts, sshd"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 LOCK_TASK = "rekey.aws.rotate : Lock the users of this run"
 FAST = {"rotate_deactivate_settle_s": 1, "rotate_verify_consecutive": 2}
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    deps = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True,
-                          check=False)
-    assert deps.returncode == 0, deps.stderr
-    directory = tmp_path_factory.mktemp("lock")
-    fleet = Fleet(directory / "fleet", prefix="auto", subnet="auto")
-    proc = None
-    try:
-        address = fleet.bridge_up()
-        proc, ep = start_endpoint(address, 0, directory / "endpoint.json")
-        boot = ep.iam().create_access_key(UserName=ep.new_user("boot"))["AccessKey"]
-        fleet.up(2, endpoint_url=ep.endpoint_url, region=ep.region,
-                 credentials={"access_key_id": boot["AccessKeyId"], "secret_access_key": boot["SecretAccessKey"]})
-        yield RotateLab(fleet, ep, directory / "work")
-    finally:
-        try:
-            fleet.down()
-        finally:
-            if proc is not None:
-                rc = stop_endpoint(proc)
-                assert rc in (0, -signal.SIGTERM), f"endpoint exited {rc}:\n{read_log(proc)}"
+    with fleet_lab(tmp_path_factory.mktemp("lock"), 2) as made:
+        yield made
 
-
-def everywhere(lab, *consumers):
-    return {host: list(consumers) for host in lab.hosts}
 
 
 def explain(run):
@@ -72,7 +46,12 @@ def assert_refused_naming(run, user, lock_tags):
         assert part in msg, (part, msg)
     assert [r["task"] for r in run.changed] == []
     assert not any(r["task"].startswith("rekey.aws.rotate : Create") for r in run.results)
-    assert run.report is None or run.report["run_id"] != lock_tags[LOCK_RUN_TAG]
+    # It leaves its own report (not the holder's): refused, naming the holder.
+    report = run.report
+    assert report and report["run_id"] != lock_tags[LOCK_RUN_TAG], report
+    assert f"rekey.aws rotation {report['run_id']}" in run.stdout, "this run wrote no report"
+    assert not report["ok"] and lock_tags[LOCK_HOLDER_TAG] in report["message"], report
+    assert [u["result"] for u in report["users"]] == ["refused"], report["users"]
 
 
 def assert_rotated(lab, user, old_id, run):

@@ -6,15 +6,12 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.rotate_support import RotateLab, demo_consumer, sts_check_consumer
-from tests.support.endpoint import read_log, start_endpoint, stop_endpoint
-from tools.fleet import Fleet
+from tests.integration.fleet_lab import fleet_lab
+from tests.integration.rotate_support import demo_consumer, everywhere, sts_check_consumer
 from tools.prober import Prober
 
 pytestmark = [
@@ -30,26 +27,8 @@ CREDENTIALS = "/etc/demoapp/credentials"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    deps = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True,
-                          check=False)
-    assert deps.returncode == 0, deps.stderr
-    directory = tmp_path_factory.mktemp("rotate")
-    fleet = Fleet(directory / "fleet", prefix=PREFIX, subnet=SUBNET)
-    proc = None
-    try:
-        address = fleet.bridge_up()
-        proc, ep = start_endpoint(address, 0, directory / "endpoint.json")
-        boot = ep.iam().create_access_key(UserName=ep.new_user("boot"))["AccessKey"]
-        fleet.up(3, endpoint_url=ep.endpoint_url, region=ep.region,
-                 credentials={"access_key_id": boot["AccessKeyId"], "secret_access_key": boot["SecretAccessKey"]})
-        yield RotateLab(fleet, ep, directory / "work")
-    finally:
-        try:
-            fleet.down()
-        finally:
-            if proc is not None:
-                rc = stop_endpoint(proc)
-                assert rc in (0, -signal.SIGTERM), f"endpoint exited {rc}:\n{read_log(proc)}"
+    with fleet_lab(tmp_path_factory.mktemp("rotate"), 3, prefix=PREFIX, subnet=SUBNET) as made:
+        yield made
 
 
 @pytest.fixture
@@ -59,9 +38,6 @@ def clean(lab):
     yield lab
     lab.ep.clear_faults()
 
-
-def everywhere(lab, *consumers):
-    return {host: list(consumers) for host in lab.hosts}
 
 
 def host_secret(lab, host, path=CREDENTIALS, profile="default"):
