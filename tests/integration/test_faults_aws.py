@@ -77,7 +77,6 @@ class Observed:
         return self.run.task(FAILED_TASK)["result"]["msg"]
 
 
-
 def explain(observed: Observed) -> str:
     run = observed.run
     return f"rc={run.rc}\nSTDOUT:\n{run.stdout[-8000:]}\nSTDERR:\n{run.stderr[-3000:]}"

@@ -215,7 +215,6 @@ class Observed:
         return f"rc={run.rc}\nSTDOUT:\n{run.stdout[-10000:]}\nSTDERR:\n{run.stderr[-3000:]}"
 
 
-
 def observe(lab, user: str, consumers: dict, *, name: str, during=None, **overrides) -> Observed:
     """Run the rotation with the prober and the IAM watch on; `during(prober)` runs in a thread
     alongside (to inject a fault at the right moment). Then read every host and IAM."""

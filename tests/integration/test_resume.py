@@ -35,7 +35,6 @@ def lab(tmp_path_factory):
         yield made
 
 
-
 def explain(run):
     return f"rc={run.rc}\nSTDOUT:\n{run.stdout[-8000:]}\nSTDERR:\n{run.stderr[-3000:]}"
 

@@ -39,7 +39,6 @@ def clean(lab):
     lab.ep.clear_faults()
 
 
-
 def host_secret(lab, host, path=CREDENTIALS, profile="default"):
     parser = configparser.ConfigParser()
     parser.read_string(lab.fleet.exec(host, f"cat {path}").stdout)
