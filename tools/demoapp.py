@@ -29,9 +29,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+# boto3 is imported only once the app knows it will start (see main): a start refused by
+# --start-pin-file exits within supervisord's startsecs however loaded the machine is, so that
+# supervisorctl reports a spawn error rather than a started app that dies a moment later.
 
 # Error codes that mean "this key does not authenticate": answered 503.
 AUTH_ERRORS = {"InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
@@ -51,23 +51,34 @@ class Credentials:
         self.error = error
 
 
-def load(path, profile, endpoint_url, region, timeout):
+def read_profile(path, profile):
+    """(key id, secret, session token or None, None), or (None, None, None, why not)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
     except OSError as exc:
-        return Credentials(error=f"cannot read {path}: {exc.strerror}")
+        return None, None, None, f"cannot read {path}: {exc.strerror}"
     except (configparser.Error, UnicodeDecodeError) as exc:
         # The parser's message may quote a line of the file, i.e. a secret: name only the kind.
-        return Credentials(error=f"cannot parse {path}: {type(exc).__name__}")
+        return None, None, None, f"cannot parse {path}: {type(exc).__name__}"
     if not parser.has_section(profile):
-        return Credentials(error=f"{path} has no profile [{profile}]")
+        return None, None, None, f"{path} has no profile [{profile}]"
     key_id = parser.get(profile, "aws_access_key_id", fallback="").strip()
     secret = parser.get(profile, "aws_secret_access_key", fallback="").strip()
     token = parser.get(profile, "aws_session_token", fallback="").strip() or None
     if not key_id or not secret:
-        return Credentials(error=f"profile [{profile}] in {path} lacks aws_access_key_id or aws_secret_access_key")
+        return None, None, None, f"profile [{profile}] in {path} lacks aws_access_key_id or aws_secret_access_key"
+    return key_id, secret, token, None
+
+
+def load(path, profile, endpoint_url, region, timeout):
+    import boto3
+    from botocore.config import Config
+
+    key_id, secret, token, error = read_profile(path, profile)
+    if error:
+        return Credentials(error=error)
     session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
                                     aws_session_token=token, region_name=region)
     config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
@@ -113,6 +124,8 @@ class App:
 
     def health(self):
         """(status, body) for GET /health."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         with self.lock:
             creds = self.current
         if creds.error:
@@ -182,11 +195,12 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     app = App(args)
-    app.reload()
     start_pin = app.pinned_key_id(args.start_pin_file)
-    if start_pin and start_pin != app.current.access_key_id:
-        log(f"refusing to start: {args.start_pin_file} pins {start_pin}, loaded {app.current.access_key_id}")
+    key_id = read_profile(args.credentials_file, args.profile)[0]
+    if start_pin and start_pin != key_id:
+        log(f"refusing to start: {args.start_pin_file} pins {start_pin}, loaded {key_id}")
         return 3
+    app.reload()
     signal.signal(signal.SIGHUP, lambda signum, frame: app.reload())
     server = ThreadingHTTPServer(args.address, make_handler(app))
     server.daemon_threads = True

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
+import fcntl
 import grp
 import hashlib
 import ipaddress
@@ -52,6 +54,12 @@ CONFIG_DIR = "/etc/demoapp"
 STATE_DIR = "/var/lib/demoapp"
 RUN_DIR = "/run/fleet"
 APP_DIR = "/opt/demoapp"
+# The rotate role's default backup dir: private to each host, as on a real machine, so no lab
+# sees another's backups (they hold secrets).
+ROTATE_DIR = "/var/lib/rekey-aws"
+# Held while a fleet picks its names and subnet and creates its bridge, or adds the app user:
+# fleets of tests running side by side must not both take what the other is about to take.
+MACHINE_LOCK = Path("/run/lock/rekey-fleet.lock")
 CREDENTIALS_PATH = f"{CONFIG_DIR}/credentials"
 PIN_PATH = f"{STATE_DIR}/pin_key_id"
 SUPERVISOR_CONF = f"{RUN_DIR}/supervisord.conf"
@@ -167,6 +175,7 @@ class Fleet:
                  app_user: str = "rekeyapp", app_port: int = 8080):
         """prefix and subnet "auto": an unused random prefix and a free /24 in 10.231.0.0/16, so
         fleets of tests running side by side never meet."""
+        self.auto_names = (prefix == "auto", subnet == "auto")
         prefix = unique_prefix() if prefix == "auto" else prefix
         subnet = free_subnet() if subnet == "auto" else subnet
         if not PREFIX_RE.match(prefix):
@@ -210,10 +219,9 @@ class Fleet:
 
     @property
     def control_dir(self) -> Path:
-        # ssh control sockets: a unix socket path must stay under ~100 bytes.
-        local = self.dir / "cp"
-        if len(str(local)) <= 50:
-            return local
+        """ssh control sockets. A unix socket path holds at most 107 bytes and ssh makes
+        DIR/%C (40 hex) plus a 17-character temporary suffix, so DIR is always short, whatever
+        the fleet's own directory (pytest's temp path grows with its run counter)."""
         return Path("/tmp") / f"rekey-cp-{hashlib.sha1(str(self.dir).encode()).hexdigest()[:12]}"
 
     def host_dir(self, host: str | Host) -> Path:
@@ -286,10 +294,19 @@ class Fleet:
         _preflight()
         if self.bridge_created and _link_exists(self.bridge):
             return self.bridge_address
+        with machine_lock():
+            return self._create_bridge()
+
+    def _create_bridge(self) -> str:
+        auto_prefix, auto_subnet = self.auto_names
+        if auto_prefix and not _names_free(self.prefix):
+            self._rename(unique_prefix())
+        if auto_subnet and any(ipaddress.ip_network(self.subnet).overlaps(net) for dummy, net in _networks_in_use()):
+            self._resubnet(free_subnet())
         if _link_exists(self.bridge):
             raise FleetError(f"bridge {self.bridge} already exists but this fleet ({self.dir}) did not "
-                             f"create it: another fleet uses prefix {self.prefix!r}; tear it down or "
-                             "choose another prefix")
+                             f"create it: another fleet uses prefix {self.prefix!r}; tear it down "
+                             f"({_teardown_hint(self.prefix)}) or choose another prefix")
         for other, network in _networks_in_use():
             if network.overlaps(ipaddress.ip_network(self.subnet)):
                 raise FleetError(f"subnet {self.subnet} overlaps {network} on {other}: another fleet or "
@@ -310,6 +327,13 @@ class Fleet:
             raise
         return self.bridge_address
 
+    def _rename(self, prefix: str) -> None:
+        self.prefix, self.bridge = prefix, f"{prefix}br0"
+
+    def _resubnet(self, subnet: str) -> None:
+        self.subnet = subnet
+        self.bridge_address = str(ipaddress.ip_network(subnet).network_address + 1)
+
     def up(self, n: int, *, endpoint_url: str, credentials: dict | str | Path, region: str = "us-east-1",
            profile: str = "default", timeout: float = 30) -> "Fleet":
         """Bring up n hosts whose apps use `credentials` (a dict or a file, see read_credentials)
@@ -328,14 +352,16 @@ class Fleet:
         creds = read_credentials(credentials, profile) if isinstance(credentials, (str, Path)) else dict(credentials)
         _check_credentials(creds)
         _preflight()
+        bridge_was_there = self.bridge_created
+        self.bridge_up()  # first: "auto" names taken meanwhile by another fleet are chosen anew here
         net = ipaddress.ip_network(self.subnet)
         hosts = [Host(name=f"{self.prefix}-host{i:02d}", veth=f"{self.prefix}v{i:02d}",
                       address=str(net.network_address + FIRST_HOST_OFFSET + i)) for i in range(1, n + 1)]
         for h in hosts:
             if _netns_exists(h.name) or _link_exists(h.veth):
-                owner = _owner_dir(h.name)
-                how = (f"`fleet.py down --dir {owner}`" if owner else
-                       f"`fleet.py down --stale {self.prefix}` if that fleet is gone")
+                how = _teardown_hint(self.prefix, h.name)
+                if not bridge_was_there:
+                    self.down()  # no hosts of ours yet: removes only the bridge made just now
                 raise FleetError(f"network namespace or link for {h.name} ({h.veth}) already exists: "
                                  f"another fleet uses prefix {self.prefix!r}; tear it down ({how}) or "
                                  "choose another prefix")
@@ -387,8 +413,9 @@ class Fleet:
         return n
 
     def _prepare_files(self, creds: dict, profile: str) -> None:
-        uid, gid = _ensure_user(self.app_user)
-        for path in (CONFIG_DIR, STATE_DIR, RUN_DIR, APP_DIR, "/run/sshd"):
+        with machine_lock():
+            uid, gid = _ensure_user(self.app_user)
+        for path in (CONFIG_DIR, STATE_DIR, RUN_DIR, APP_DIR, ROTATE_DIR, "/run/sshd"):
             os.makedirs(path, mode=0o755, exist_ok=True)  # empty mount points in the root namespace
         ssh_dir = self.dir / "ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -408,7 +435,7 @@ class Fleet:
         for h in self.hosts:
             hdir = self.host_dir(h)
             for sub, owner, mode in (("etc", (uid, gid), 0o700), ("var", (uid, gid), 0o700),
-                                     ("run", (0, 0), 0o755)):
+                                     ("run", (0, 0), 0o755), ("rekey", (0, 0), 0o755)):
                 d = hdir / sub
                 d.mkdir(parents=True, exist_ok=True)
                 os.chown(d, *owner)
@@ -440,7 +467,7 @@ class Fleet:
         for h in self.hosts:
             hdir = self.host_dir(h)
             mounts = [(hdir / "etc", CONFIG_DIR), (hdir / "var", STATE_DIR), (hdir / "run", RUN_DIR),
-                      (self.dir / "app", APP_DIR)]
+                      (hdir / "rekey", ROTATE_DIR), (self.dir / "app", APP_DIR)]
             script = f"set -e; hostname {h.name}; " + "; ".join(f"mount --bind {shlex.quote(str(src))} {dst}" for src, dst in mounts)
             script += f"; exec /usr/sbin/sshd -D -e -f {shlex.quote(str(hdir / 'sshd_config'))}"
             # ip netns exec, unshare and sh all exec: the Popen pid is sshd's.
@@ -615,13 +642,29 @@ def free_subnet(base: str = "10.231.0.0/16") -> str:
     return secrets.choice(free)
 
 
+@contextlib.contextmanager
+def machine_lock():
+    """One fleet at a time on this machine between choosing names and taking them."""
+    MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(MACHINE_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _names_free(prefix: str) -> bool:
+    taken = set(os.listdir("/sys/class/net")) | (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set())
+    return not any(name.startswith(prefix) for name in taken)
+
+
 def unique_prefix(stem: str = "rk") -> str:
     """stem plus random letters, used by no bridge, veth or namespace on this machine."""
-    taken = set(os.listdir("/sys/class/net")) | (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set())
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     for dummy in range(100):
         prefix = stem + "".join(secrets.choice(alphabet) for dummy in range(6 - len(stem)))
-        if not any(name.startswith(prefix) for name in taken):
+        if _names_free(prefix):
             return prefix
     raise FleetError(f"found no unused prefix starting with {stem!r}")
 
@@ -657,6 +700,12 @@ def down_stale(prefix: str) -> list[str]:
         _run(["ip", "-force", "-batch", "-"], input="".join(f"link del {n}\n" for n in links), check=False)
         removed += [f"link {n}" for n in links]
     return removed
+
+
+def _teardown_hint(prefix: str, namespace: str | None = None) -> str:
+    """How to remove the fleet that holds this prefix: through its directory if its sshd names one."""
+    owner = _owner_dir(namespace or f"{prefix}-host01")
+    return f"`fleet.py down --dir {owner}`" if owner else f"`fleet.py down --stale {prefix}` if that fleet is gone"
 
 
 def _owner_dir(namespace: str) -> str | None:

@@ -117,7 +117,8 @@ class BackgroundRun:
         return "\n".join(self.lines)
 
     def kill_when(self, until, timeout: float = 240) -> None:
-        """`until(self)` is polled every 50 ms; it may look at the lines read so far or at IAM."""
+        """`until(self)` is polled every 100 ms; it may look at the lines read so far or at IAM (each
+        poll of IAM costs the endpoint and this process CPU that the runs beside it need)."""
         deadline = time.monotonic() + timeout
         while not until(self):
             if self.proc.poll() is not None:
@@ -126,7 +127,7 @@ class BackgroundRun:
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError("the kill point was not reached in time:\n" + "\n".join(self.lines[-60:]))
-            time.sleep(0.05)
+            time.sleep(0.1)
         self.kill()
 
     def kill(self) -> None:

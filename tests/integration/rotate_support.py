@@ -16,6 +16,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "rotate.yml"
 VENV_PYTHON = str(Path(sys.executable))
+# The prober's period in the fleet tests. Each probe is an STS call by the app and one by the
+# endpoint: at the demo's 0.1 s, 3 hosts keep a fifth of a core busy for the whole run. A key
+# that stops authenticating stays refused for seconds (until a rollback at the soonest), so a
+# quarter second still sees every auth failure; restart gaps are counted, not timed.
+PROBE_INTERVAL_S = 0.25
 
 
 def demo_consumer(user: str, **overrides) -> dict:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.integration.fleet_lab import fleet_lab
-from tests.integration.rotate_support import demo_consumer, everywhere, sts_check_consumer
+from tests.integration.rotate_support import PROBE_INTERVAL_S, demo_consumer, everywhere, sts_check_consumer
 from tools.prober import Prober
 
 pytestmark = [
@@ -95,7 +95,7 @@ def run_under(lab, user: str, consumers, *, faults: dict | None = None, name: st
     if faults:
         lab.ep.set_faults(**faults)
     timeline_path = lab.dir / f"{name}-{lab.runs + 1}-timeline.jsonl"
-    prober = Prober(lab.fleet.app_urls, timeline=timeline_path).start()
+    prober = Prober(lab.fleet.app_urls, timeline=timeline_path, interval=PROBE_INTERVAL_S).start()
     try:
         run = lab.run(consumers, **overrides)
     finally:

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fleet_lab import fleet_lab
-from tests.integration.rotate_support import demo_consumer, everywhere
+from tests.integration.rotate_support import PROBE_INTERVAL_S, demo_consumer, everywhere
 from tools.prober import Prober
 
 pytestmark = [
@@ -220,7 +220,7 @@ def observe(lab, user: str, consumers: dict, *, name: str, during=None, **overri
     alongside (to inject a fault at the right moment). Then read every host and IAM."""
     timeline_path = lab.dir / f"{name}-{lab.runs + 1}-timeline.jsonl"
     previous = lab.last_report()
-    prober = Prober(lab.fleet.app_urls, timeline=timeline_path).start()
+    prober = Prober(lab.fleet.app_urls, timeline=timeline_path, interval=PROBE_INTERVAL_S).start()
     side, side_errors = None, []
 
     def side_task():

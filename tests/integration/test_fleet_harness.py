@@ -148,6 +148,21 @@ def test_each_host_sees_its_own_copy_of_the_app_paths(fleet_env):
     assert fleet.exec(3, "test -e /var/lib/demoapp/marker", check=False).returncode == 1
     assert not Path("/var/lib/demoapp/marker").exists()  # the root namespace sees none of them
     assert (fleet.host_dir(2) / "var" / "marker").read_text() == "two\n"
+    # The rotate role's backup dir too: another host, or another lab, never sees a host's backups.
+    fleet.exec(1, "mkdir -p /var/lib/rekey-aws/backups && echo one > /var/lib/rekey-aws/backups/b")
+    assert fleet.exec(2, "test -e /var/lib/rekey-aws/backups/b", check=False).returncode == 1
+    assert not Path("/var/lib/rekey-aws/backups/b").exists()
+    assert (fleet.host_dir(1) / "rekey" / "backups" / "b").read_text() == "one\n"
+
+
+def test_control_socket_paths_fit_whatever_the_fleet_directory(tmp_path):
+    """ssh makes CONTROL_DIR/%C (40 hex) plus a 17-character temporary suffix; a unix socket path
+    holds 107 bytes. pytest's temp directory grows with its run counter and the machine's history."""
+    deep = tmp_path / ("d" * 120) / "pytest-of-root" / "pytest-123456" / "hygiene0" / "lab" / "fleet"
+    for directory in (Path("/f"), tmp_path, deep):
+        control = Fleet(directory, prefix="rk", subnet="10.231.0.0/24").control_dir
+        assert len(f"{control}/{'0' * 40}.{'x' * 16}") <= 107, control
+    assert Fleet(tmp_path / "a").control_dir != Fleet(tmp_path / "b").control_dir
 
 
 def test_ansible_reaches_every_host_and_the_group_vars_drive_supervisor(fleet_env):

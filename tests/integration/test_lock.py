@@ -12,7 +12,7 @@ import pytest
 from tests.integration.crash_support import (LOCK_HOLDER_TAG, LOCK_RUN_TAG, LOCK_UNTIL_TAG, RUN_TAG, BackgroundRun,
                                              KeyWatcher, locked, phase_is, tags, wait_lock_expired)
 from tests.integration.fleet_lab import fleet_lab
-from tests.integration.rotate_support import demo_consumer, everywhere
+from tests.integration.rotate_support import PROBE_INTERVAL_S, demo_consumer, everywhere
 from tools.prober import Prober
 
 pytestmark = [
@@ -97,7 +97,7 @@ def test_second_run_refuses_at_once_and_writes_nothing(lab):
 def test_lock_of_a_killed_run_is_refused_until_it_expires(lab):
     user, old = lab.seed(prefix="lock-dead")
     consumers = everywhere(lab, demo_consumer(user))
-    prober = Prober(lab.fleet.app_urls).start()
+    prober = Prober(lab.fleet.app_urls, interval=PROBE_INTERVAL_S).start()
     try:
         killed = BackgroundRun(lab, consumers, lab.dir, rotate_force=True, rotate_lock_ttl_s=40, **FAST)
         killed.kill_when(phase_is(lab, user, "key_stored", "key_verified", "distributing"))

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.crash_support import PHASE_TAG, RUN_TAG, BackgroundRun, KeyWatcher, phase_is, tags, wait_lock_expired
 from tests.integration.fleet_lab import fleet_lab
-from tests.integration.rotate_support import demo_consumer, everywhere
+from tests.integration.rotate_support import PROBE_INTERVAL_S, demo_consumer, everywhere
 from tools.prober import Prober
 
 pytestmark = [
@@ -78,7 +78,7 @@ def test_killed_rotation_resumes_and_converges(lab, point, condition, phases, re
     old_id = old["AccessKeyId"]
     consumers = everywhere(lab, demo_consumer(user))
     started = time.monotonic()
-    prober = Prober(lab.fleet.app_urls, timeline=lab.dir / f"resume-{point}.jsonl").start()
+    prober = Prober(lab.fleet.app_urls, timeline=lab.dir / f"resume-{point}.jsonl", interval=PROBE_INTERVAL_S).start()
     try:
         with KeyWatcher(lab, user) as watcher:
             killed = BackgroundRun(lab, consumers, lab.dir, rotate_force=True, **FAST)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fleet_lab import fleet_lab
-from tests.integration.rotate_support import demo_consumer, everywhere, sts_check_consumer
+from tests.integration.rotate_support import PROBE_INTERVAL_S, demo_consumer, everywhere, sts_check_consumer
 from tools.prober import Prober
 
 pytestmark = [
@@ -20,14 +20,12 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-# A prefix and subnet of its own, so the demo or the harness tests may run meanwhile.
-PREFIX, SUBNET = "rkr", "10.231.8.0/24"
 CREDENTIALS = "/etc/demoapp/credentials"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with fleet_lab(tmp_path_factory.mktemp("rotate"), 3, prefix=PREFIX, subnet=SUBNET) as made:
+    with fleet_lab(tmp_path_factory.mktemp("rotate"), 3) as made:
         yield made
 
 
@@ -62,7 +60,7 @@ def rotated(lab):
     """One user rotated end to end on every host, with the prober running throughout."""
     lab.ep.clear_faults()
     user, old = lab.seed()
-    prober = Prober(lab.fleet.app_urls, timeline=lab.dir / "e2e-timeline.jsonl").start()
+    prober = Prober(lab.fleet.app_urls, timeline=lab.dir / "e2e-timeline.jsonl", interval=PROBE_INTERVAL_S).start()
     try:
         run = lab.run(everywhere(lab, demo_consumer(user)), rotate_force=True)
     finally:
@@ -130,7 +128,7 @@ def test_canary_failure_rolls_back_and_touches_no_other_host(clean):
     canary, others = lab.hosts[0], lab.hosts[1:]
     lab.pin(canary, old["AccessKeyId"])  # the canary's app refuses any other key
     before = {h: lab.fleet.exec(h, f"cat {CREDENTIALS}; stat -c %Y {CREDENTIALS}").stdout for h in others}
-    prober = Prober(lab.fleet.app_urls).start()
+    prober = Prober(lab.fleet.app_urls, interval=PROBE_INTERVAL_S).start()
     try:
         run = lab.run(everywhere(lab, demo_consumer(user, health_timeout_s=3)), rotate_force=True)
     finally:
@@ -167,7 +165,7 @@ def test_unhealthy_only_after_deactivation_reactivates_the_old_key(clean):
     # at the key id: it passes during the rollout and only fails once the old key is deactivated.
     consumers = everywhere(lab, demo_consumer(user))
     consumers[stuck] = [demo_consumer(user, apply="none", health_expect_key_id=False, health_timeout_s=3)]
-    prober = Prober(lab.fleet.app_urls).start()
+    prober = Prober(lab.fleet.app_urls, interval=PROBE_INTERVAL_S).start()
     try:
         # The app keeps using the old key, which the idle check would catch first: turned off
         # here to reach the re-check after deactivation (as when IAM reports last use late).
@@ -197,7 +195,7 @@ def test_old_key_used_after_the_cutover_is_not_deactivated(clean):
     stuck = lab.hosts[2]
     consumers = everywhere(lab, demo_consumer(user))
     consumers[stuck] = [demo_consumer(user, apply="none", health_expect_key_id=False)]
-    prober = Prober(lab.fleet.app_urls).start()  # the stuck app keeps calling STS with the old key
+    prober = Prober(lab.fleet.app_urls, interval=PROBE_INTERVAL_S).start()  # the stuck app keeps calling STS with the old key
     try:
         run = lab.run(consumers, rotate_force=True, rotate_serial="100%", rotate_idle_window_s=2)
     finally:
@@ -303,7 +301,7 @@ def test_two_users_one_host_holds_both_shared_key_reloaded_without_gaps(clean):
         sts_check_consumer(solo, "solo-env", env_path, file_format="env"),
         sts_check_consumer(solo, "solo-template", tpl_path, format="template", template=str(template)),
     ]
-    prober = Prober(lab.fleet.app_urls).start()
+    prober = Prober(lab.fleet.app_urls, interval=PROBE_INTERVAL_S).start()
     try:
         run = lab.run(consumers, rotate_force=True, rotate_serial="100%", rotate_store_backend="secretsmanager",
                       rotate_store_secret_prefix="rekey-test/")

@@ -34,12 +34,11 @@ from tools.fleet import CREDENTIALS_PATH, Fleet
 REPO = Path(__file__).resolve().parents[2]
 USER = "hygiene-app"
 APP_USER = "rekeyapp"
-# The role's default rotate_backup_dir. Fleet hosts share the controller's file system except
-# their app paths, so it is seen here as it is on the hosts.
-BACKUP_DIR = Path("/var/lib/rekey-aws/backups")
-# Where a run could write on the controller: temp dirs, the home (~/.ansible/tmp, caches), the
-# working directory (default retry and log places) and the backup dir.
-SWEEP_ROOTS = (Path("/tmp"), Path("/var/tmp"), Path.home(), REPO, BACKUP_DIR)
+# Where a run could write on the controller: temp dirs, the home (~/.ansible/tmp, caches) and the
+# working directory (default retry and log places). The sweep only reads, and only looks for this
+# lab's secrets: labs running beside it change nothing it finds. The hosts' backup dirs (the
+# role's default rotate_backup_dir, private to each host) are in the lab's directory.
+SWEEP_ROOTS = (Path("/tmp"), Path("/var/tmp"), Path.home(), REPO)
 SWEEP_PRUNE = {REPO / ".venv", REPO / ".venv-2.18", REPO / ".git"}
 CHUNK = 1 << 20
 
@@ -142,6 +141,11 @@ def every_file(root: Path) -> set[Path]:
 
 # --- the lab and the two runs -----------------------------------------------------------------
 
+def backup_dir(fleet: Fleet, host) -> Path:
+    """The role's default rotate_backup_dir of a host, as the controller sees it."""
+    return fleet.host_dir(host) / "rekey" / "backups"
+
+
 class BackupWatcher:
     """Polls the backup dir and the hosts' credentials dirs while a run goes on, and records the
     mode and owner of every file other than the credentials files themselves."""
@@ -153,9 +157,8 @@ class BackupWatcher:
         self._thread = threading.Thread(target=self._loop, name="backup-watcher", daemon=True)
 
     def _candidates(self) -> list[Path]:
-        marker = f"-{self.fleet.prefix}-host"
         found = []
-        for directory, keep in [(BACKUP_DIR, lambda name: marker in name)] + [
+        for directory, keep in [(backup_dir(self.fleet, h), lambda name: True) for h in self.fleet.hosts] + [
                 (self.fleet.host_dir(h) / "etc", lambda name: name != Path(CREDENTIALS_PATH).name)
                 for h in self.fleet.hosts]:
             try:
@@ -386,11 +389,11 @@ def test_hosts_keep_a_0600_app_owned_file_and_no_backup(rotations):
         assert mode_owner == f"600 {APP_USER}", f"{host.name}: {CREDENTIALS_PATH} is {mode_owner}"
         beside = rot.fleet.exec(host.name, f"ls -A {Path(CREDENTIALS_PATH).parent}").stdout.split()
         assert beside == [Path(CREDENTIALS_PATH).name], f"{host.name}: left next to the credentials: {beside}"
-    marker = f"-{rot.fleet.prefix}-host"
-    left = sorted(p.name for p in BACKUP_DIR.iterdir() if marker in p.name) if BACKUP_DIR.is_dir() else []
-    assert left == [], f"backups left in {BACKUP_DIR}: {left}"
+    left = sorted(str(p) for h in rot.fleet.hosts if backup_dir(rot.fleet, h).is_dir()
+                  for p in backup_dir(rot.fleet, h).iterdir())
+    assert left == [], f"backups left: {left}"
     # While they existed, the backups were private to the app's user.
-    assert rot.backups_seen, f"no backup of this lab's hosts was seen in {BACKUP_DIR} during the runs"
+    assert rot.backups_seen, "no backup of this lab's hosts was seen in their backup dirs during the runs"
     wide = {path: f"{mode:04o} {owner}" for path, (mode, owner) in rot.backups_seen.items()
             if mode != 0o600 or owner != APP_USER}
     assert wide == {}, f"backups or temporary files not 0600 {APP_USER}: {wide}"
