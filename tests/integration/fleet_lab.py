@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -22,12 +23,16 @@ def fleet_lab(directory: Path, hosts: int, *, prefix: str = "auto", subnet: str 
     assert deps.returncode == 0, deps.stderr
     fleet = Fleet(directory / "fleet", prefix=prefix, subnet=subnet)
     proc = None
+    started = time.monotonic()
     try:
         address = fleet.bridge_up()
         proc, ep = start_endpoint(address, 0, directory / "endpoint.json")
         boot = ep.iam().create_access_key(UserName=ep.new_user("boot"))["AccessKey"]
         fleet.up(hosts, endpoint_url=ep.endpoint_url, region=ep.region,
                  credentials={"access_key_id": boot["AccessKeyId"], "secret_access_key": boot["SecretAccessKey"]})
+        # Shown with -s or -rP; the first case of each file also shows it as its setup duration.
+        print(f"lab {fleet.prefix}: endpoint and {hosts} hosts up in {time.monotonic() - started:.1f} s "
+              f"(hosts: {fleet.timings})")
         yield RotateLab(fleet, ep, directory / "work")
     finally:
         try:
