@@ -51,34 +51,39 @@ class Credentials:
         self.error = error
 
 
+class Unreadable(Exception):
+    """The credentials file gives no key; the message says why (never a line of the file)."""
+
+
 def read_profile(path, profile):
-    """(key id, secret, session token or None, None), or (None, None, None, why not)."""
+    """(key id, secret, session token or None) from the profile, or Unreadable."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
     except OSError as exc:
-        return None, None, None, f"cannot read {path}: {exc.strerror}"
+        raise Unreadable(f"cannot read {path}: {exc.strerror}") from None
     except (configparser.Error, UnicodeDecodeError) as exc:
         # The parser's message may quote a line of the file, i.e. a secret: name only the kind.
-        return None, None, None, f"cannot parse {path}: {type(exc).__name__}"
+        raise Unreadable(f"cannot parse {path}: {type(exc).__name__}") from None
     if not parser.has_section(profile):
-        return None, None, None, f"{path} has no profile [{profile}]"
+        raise Unreadable(f"{path} has no profile [{profile}]")
     key_id = parser.get(profile, "aws_access_key_id", fallback="").strip()
     secret = parser.get(profile, "aws_secret_access_key", fallback="").strip()
     token = parser.get(profile, "aws_session_token", fallback="").strip() or None
     if not key_id or not secret:
-        return None, None, None, f"profile [{profile}] in {path} lacks aws_access_key_id or aws_secret_access_key"
-    return key_id, secret, token, None
+        raise Unreadable(f"profile [{profile}] in {path} lacks aws_access_key_id or aws_secret_access_key")
+    return key_id, secret, token
 
 
 def load(path, profile, endpoint_url, region, timeout):
     import boto3
     from botocore.config import Config
 
-    key_id, secret, token, error = read_profile(path, profile)
-    if error:
-        return Credentials(error=error)
+    try:
+        key_id, secret, token = read_profile(path, profile)
+    except Unreadable as exc:
+        return Credentials(error=str(exc))
     session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
                                     aws_session_token=token, region_name=region)
     config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
@@ -196,7 +201,10 @@ def main(argv=None):
     args = parse_args(argv)
     app = App(args)
     start_pin = app.pinned_key_id(args.start_pin_file)
-    key_id = read_profile(args.credentials_file, args.profile)[0]
+    try:
+        key_id = read_profile(args.credentials_file, args.profile)[0]
+    except Unreadable:
+        key_id = None  # reload() below says why
     if start_pin and start_pin != key_id:
         log(f"refusing to start: {args.start_pin_file} pins {start_pin}, loaded {key_id}")
         return 3

@@ -227,6 +227,10 @@ class Fleet:
     def host_dir(self, host: str | Host) -> Path:
         return self.dir / "hosts" / self.host(host).name
 
+    def rotate_dir(self, host: str | Host) -> Path:
+        """The host's own ROTATE_DIR (the rotate role's backups), as the controller sees it."""
+        return self.host_dir(host) / "rekey"
+
     def host(self, host: str | int | Host) -> Host:
         """A host by name (rk-host01), by its number (1), or the Host itself."""
         if isinstance(host, Host):
@@ -435,11 +439,13 @@ class Fleet:
         for h in self.hosts:
             hdir = self.host_dir(h)
             for sub, owner, mode in (("etc", (uid, gid), 0o700), ("var", (uid, gid), 0o700),
-                                     ("run", (0, 0), 0o755), ("rekey", (0, 0), 0o755)):
+                                     ("run", (0, 0), 0o755)):
                 d = hdir / sub
                 d.mkdir(parents=True, exist_ok=True)
                 os.chown(d, *owner)
                 d.chmod(mode)
+            self.rotate_dir(h).mkdir(exist_ok=True)
+            self.rotate_dir(h).chmod(0o755)
             (hdir / "sshd_config").write_text(sshd_tpl.substitute(
                 address=h.address, ssh_port=SSH_PORT, host_key=ssh_dir / "host_ed25519_key",
                 pid_file=hdir / "sshd.pid", authorized_keys=ssh_dir / "authorized_keys"))
@@ -467,7 +473,7 @@ class Fleet:
         for h in self.hosts:
             hdir = self.host_dir(h)
             mounts = [(hdir / "etc", CONFIG_DIR), (hdir / "var", STATE_DIR), (hdir / "run", RUN_DIR),
-                      (hdir / "rekey", ROTATE_DIR), (self.dir / "app", APP_DIR)]
+                      (self.rotate_dir(h), ROTATE_DIR), (self.dir / "app", APP_DIR)]
             script = f"set -e; hostname {h.name}; " + "; ".join(f"mount --bind {shlex.quote(str(src))} {dst}" for src, dst in mounts)
             script += f"; exec /usr/sbin/sshd -D -e -f {shlex.quote(str(hdir / 'sshd_config'))}"
             # ip netns exec, unshare and sh all exec: the Popen pid is sshd's.

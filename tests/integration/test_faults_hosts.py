@@ -389,7 +389,6 @@ def test_restart_fails_on_host_2_of_3(clean):
     lab.fleet.exec(broken, f"rm -f {START_PIN}")
     try:
         converge(lab, user, consumers, old["AccessKeyId"])
-        # (The fleet's hosts share the controller's /var/lib: only this host's names count.)
         assert lab.files(broken, f"{BACKUPS}/20200101T000000Z-*-{broken}-*") == [other]
     finally:
         lab.fleet.exec(broken, f"rm -f {stale} {other}")

@@ -152,7 +152,7 @@ def test_each_host_sees_its_own_copy_of_the_app_paths(fleet_env):
     fleet.exec(1, "mkdir -p /var/lib/rekey-aws/backups && echo one > /var/lib/rekey-aws/backups/b")
     assert fleet.exec(2, "test -e /var/lib/rekey-aws/backups/b", check=False).returncode == 1
     assert not Path("/var/lib/rekey-aws/backups/b").exists()
-    assert (fleet.host_dir(1) / "rekey" / "backups" / "b").read_text() == "one\n"
+    assert (fleet.rotate_dir(1) / "backups" / "b").read_text() == "one\n"
 
 
 def test_control_socket_paths_fit_whatever_the_fleet_directory(tmp_path):

@@ -143,7 +143,7 @@ def every_file(root: Path) -> set[Path]:
 
 def backup_dir(fleet: Fleet, host) -> Path:
     """The role's default rotate_backup_dir of a host, as the controller sees it."""
-    return fleet.host_dir(host) / "rekey" / "backups"
+    return fleet.rotate_dir(host) / "backups"
 
 
 class BackupWatcher:
