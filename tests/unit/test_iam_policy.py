@@ -1,0 +1,94 @@
+"""docs/iam-policy.json is exactly the set of AWS actions the collection's code calls: derived here
+from the one file per service that makes the calls, so a new call without a policy update (or a
+policy action no code calls, such as the iam:GetUser of old) fails this test."""
+import json
+import re
+import sys
+from pathlib import Path
+
+from tests.support.ansible_run import collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.rekey.aws.plugins.module_utils import _permissions  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "docs" / "iam-policy.json"
+PLUGINS = REPO / "plugins"
+IAM = PLUGINS / "module_utils" / "_iam.py"
+SECRETSMANAGER = PLUGINS / "module_utils" / "_secretsmanager.py"
+PERMISSIONS = PLUGINS / "module_utils" / "_permissions.py"
+# Where a boto3 client is made; each hands it only to _iam.py / _secretsmanager.py functions.
+CLIENT_MAKERS = {"plugins/module_utils/_iam.py", "plugins/action/key_store.py", "plugins/lookup/stored_key.py"}
+
+
+def camel(snake):
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def policy_actions():
+    policy = json.loads(POLICY.read_text())
+    assert policy["Version"] == "2012-10-17"
+    actions = []
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Resource"] == "*", statement
+        assert set(statement) == {"Sid", "Effect", "Action", "Resource"}, statement
+        actions.extend(statement["Action"])
+    assert len(actions) == len(set(actions)), "an action is listed twice"
+    return set(actions)
+
+
+def called_actions():
+    iam = IAM.read_text()
+    actions = {"iam:" + a for a in re.findall(r'_call\("(\w+)"', iam)}
+    actions |= {"iam:" + camel(p) for p in re.findall(r'get_paginator\("(\w+)"\)', iam)}
+    sm = SECRETSMANAGER.read_text()
+    actions |= {"secretsmanager:" + a for a in re.findall(r'(?:_call|_error)\("(\w+)"', sm)}
+    return actions
+
+
+def test_the_policy_is_every_action_the_code_calls_and_no_other():
+    called = called_actions()
+    assert len(called) == 15, sorted(called)  # the extraction found the calls
+    assert policy_actions() == called
+
+
+def test_the_policy_matches_the_permission_module():
+    assert sorted(policy_actions()) == _permissions.required_actions("secretsmanager", audit_all_users=True)
+    assert set(_permissions.required_actions("vault_file")) == policy_actions() - set(
+        _permissions.SECRETSMANAGER_ACTIONS) - {"iam:ListUsers"}
+
+
+def test_no_getuser_and_no_sts_permission():
+    actions = policy_actions()
+    assert "iam:GetUser" not in actions
+    assert not [a for a in actions if a.startswith("sts:")]
+
+
+def test_sts_is_only_called_with_the_new_key():
+    """sts:GetCallerIdentity needs no permission, but only because it is made with the new key
+    (sts_for_key), never with the rotation's own credentials."""
+    hits = [p.relative_to(REPO).as_posix() for p in PLUGINS.rglob("*.py") if "get_caller_identity" in p.read_text()]
+    assert hits == ["plugins/module_utils/_iam.py"]
+    users = [p.relative_to(REPO).as_posix() for p in PLUGINS.rglob("*.py")
+             if re.search(r"\bcaller_identity\(", p.read_text()) and p != IAM]
+    assert users == ["plugins/modules/access_key_verify.py"]
+    assert "sts_for_key(" in (PLUGINS / "modules" / "access_key_verify.py").read_text()
+    assert '"sts"' not in IAM.read_text().replace('session, "sts", params, retries=0', "")
+
+
+def test_no_aws_call_outside_the_service_files():
+    makers = {p.relative_to(REPO).as_posix() for p in PLUGINS.rglob("*.py") if "_connection.client(" in p.read_text()}
+    assert makers == CLIENT_MAKERS
+    for path in PLUGINS.rglob("*.py"):
+        if path in (IAM, SECRETSMANAGER, PERMISSIONS):
+            continue
+        text = path.read_text()
+        assert not re.search(r"\bclient\.(?!meta\b)[a-z_]+\(", text), path
+        assert "get_paginator(" not in text, path
+
+
+def test_the_permission_probes_need_nothing_beyond_the_policy():
+    assert {action for action, _m, _k, _g in _permissions.PROBES} <= set(_permissions.ROTATE_ACTIONS)
+    probed = {action for action, _m, _k, _g in _permissions.PROBES}
+    assert probed | set(_permissions.NOT_PROBED) == set(_permissions.ROTATE_ACTIONS)
