@@ -6,8 +6,8 @@ SHELL := /bin/bash
 
 VENV        := .venv
 VENV_218    := .venv-2.18
-BIN         := $(CURDIR)/$(VENV)/bin
-COLLECTIONS := $(CURDIR)/$(VENV)/collections
+BIN         := $(abspath $(VENV))/bin
+COLLECTIONS := $(abspath $(VENV))/collections
 COLL_LINK   := $(COLLECTIONS)/ansible_collections/rekey/aws
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -22,11 +22,34 @@ WORKERS ?= 4
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export LC_ALL := C.UTF-8
 
-.PHONY: test deps venv venv-2.18 unit unit-2.18 integration molecule sanity sanity-2.18 docs ee lint demo bench clean
+# The Python both venvs are built on (tools/find_python.sh): the newest 3.12+, where .venv gets
+# ansible-core 2.21 (requirements/test.txt); without one, a 3.11 such as Debian 12's python3, where
+# it gets the newest ansible-core that still runs there (requirements/test-py311.txt) and make test
+# and make demo say so in one line. CI's machine has 3.12+. REKEY_PYTHON_CANDIDATES overrides the
+# search: REKEY_PYTHON_CANDIDATES=/usr/bin/python3.11 make VENV=/tmp/venv-311 unit
+PYTHON      := $(shell tools/find_python.sh 2>/dev/null)
+PY_MINOR    := $(if $(PYTHON),$(shell "$(PYTHON)" -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
+core_pin     = $(shell sed -n 's/^ansible-core==//p' $(1))
+ifeq ($(PY_MINOR),3.11)
+VENV_REQS   := requirements/test-py311.txt
+VENV_CONS   := requirements/constraints-py311.txt
+PY_NOTE     := echo "python: no Python 3.12+ found, so $(VENV) runs ansible-core $(call core_pin,$(VENV_REQS)) on $(PYTHON) (3.11; ansible-core 2.20+ need 3.12); CI tests $(call core_pin,requirements/test.txt) on 3.12+"
+else
+VENV_REQS   := requirements/test.txt
+VENV_CONS   := requirements/constraints.txt
+PY_NOTE     := :
+endif
+# A venv made by another Python than the one chosen now (pyenv's 3.13 removed, a 3.12 installed
+# next to Debian's 3.11) is made again; with no Python found, an existing venv is kept.
+venv_minor   = $(shell sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p' $(1)/pyvenv.cfg 2>/dev/null)
+stale_venv   = $(if $(PY_MINOR),$(if $(filter-out $(PY_MINOR),$(call venv_minor,$(1))),FORCE))
+
+.PHONY: FORCE test deps venv venv-2.18 unit unit-2.18 integration molecule sanity sanity-2.18 docs ee lint demo bench clean
 
 ## test: everything CI runs, quickest checks first; then the integration and fleet tests side by
 ## side (molecule among them); make test's wall time and pytest's summary are the last lines
 test: deps venv venv-2.18
+	@$(PY_NOTE)
 	$(MAKE) --no-print-directory -j2 --output-sync=target sanity sanity-2.18 lint docs ee
 	$(MAKE) --no-print-directory unit unit-2.18
 	REKEY_TEST_STARTED=$(STARTED) $(BIN)/pytest -n $(WORKERS) --dist worksteal tests/integration
@@ -36,19 +59,21 @@ deps:
 
 venv: $(VENV)/.installed $(COLL_LINK)
 
-$(VENV)/.installed: requirements/test.txt requirements/constraints.txt
+$(VENV)/.installed: $(VENV_REQS) $(VENV_CONS) $(call stale_venv,$(VENV))
 	rm -rf $(VENV)
-	"$$(tools/find_python.sh)" -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements/test.txt -c requirements/constraints.txt
+	tools/make_venv.sh "$(PYTHON)" $(VENV)
+	$(BIN)/pip install -q -r $(VENV_REQS) -c $(VENV_CONS)
 	touch $@
 
 venv-2.18: $(VENV_218)/.installed
 
-$(VENV_218)/.installed: requirements/core-2.18.txt
+$(VENV_218)/.installed: requirements/core-2.18.txt $(call stale_venv,$(VENV_218))
 	rm -rf $(VENV_218)
-	"$$(tools/find_python.sh)" -m venv $(VENV_218)
+	tools/make_venv.sh "$(PYTHON)" $(VENV_218)
 	$(VENV_218)/bin/pip install -q -r requirements/core-2.18.txt
 	touch $@
+
+FORCE:
 
 # ansible and ansible-test find the collection only under an ansible_collections/rekey/aws path.
 $(COLL_LINK):
@@ -93,6 +118,7 @@ ee: venv
 ## demo: a real rotation on HOSTS (default 5) local hosts against the strict endpoint
 HOSTS ?= 5
 demo: deps venv
+	@$(PY_NOTE)
 	$(BIN)/python tools/demo.py --hosts $(HOSTS)
 
 lint: venv
