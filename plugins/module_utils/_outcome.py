@@ -11,7 +11,6 @@ rollback incomplete), with the phase each reached (one of _rotation.PHASES).
 Results of Ansible tasks come in as the plain dicts they register (item, failed, unreachable,
 status, msg, ...). Dates are passed in; no clock is read. No AWS call, no boto3 import."""
 
-from ansible_collections.rekey.aws.plugins.module_utils._coerce import flag, whole
 from ansible_collections.rekey.aws.plugins.module_utils._keys import utc
 
 HOST_STATUSES = ("started", "updated", "failed", "rolled_back", "rollback_failed", "not_reached")
@@ -30,47 +29,6 @@ def _text(value):
     return "" if value is None else str(value)
 
 
-def _failed(r):
-    return "item" in r and (r.get("failed", False) or r.get("unreachable", False))
-
-
-def health_failures(http_results, command_results, expect):
-    """The failed health checks, one dict each: host, consumer, iam_user, check, got and a one-line
-    output naming all of them. http_results / command_results: the registered results of the
-    health URL and command tasks; expect: the entry field holding the key id the consumer must use
-    (target_key_id, or old_key_id after a rollback)."""
-    out = []
-    for r in http_results or []:
-        if not _failed(r):
-            continue
-        e = r["item"]
-        want = "HTTP %s%s" % (e["health_status"], " with %s" % e[expect] if flag(e["health_expect_key_id"]) else "")
-        if r.get("unreachable", False):
-            got = "host unreachable: " + truncate(_text(r.get("msg", "")).strip(), 200)
-        elif whole(r.get("status", -1)) > 0:
-            got = "HTTP %s %s" % (r["status"], truncate(_text(r.get("content", "")).strip(), 200))
-        else:
-            got = "no answer: " + truncate(_text(r.get("msg", "")).strip(), 200)
-        check = "GET %s" % e["health_url"]
-        out.append({"host": e["host"], "consumer": e["name"], "iam_user": e["iam_user"], "check": check, "got": got,
-                    "output": "%s %s: health check %s expected %s, got %s (%s attempts)"
-                              % (e["host"], e["name"], check, want, got, r.get("attempts", 1))})
-    for r in command_results or []:
-        if not _failed(r):
-            continue
-        e = r["item"]
-        if r.get("unreachable", False):
-            got = "host unreachable: " + truncate(_text(r.get("msg", "")).strip(), 200)
-        else:
-            got = "exit %s %s" % (r.get("rc", "?"), truncate(
-                ("%s %s" % (_text(r.get("stderr", "")), _text(r.get("stdout", "")))).strip(), 200))
-        check = "command %s" % e["health_command"]
-        out.append({"host": e["host"], "consumer": e["name"], "iam_user": e["iam_user"], "check": check, "got": got,
-                    "output": "%s %s: health %s expected exit 0, got %s (%s attempts)"
-                              % (e["host"], e["name"], check, got, r.get("attempts", 1))})
-    return out
-
-
 def unanswered_outcome(host, consumers, unreachable, msg):
     """A host of the rollout that did not answer before the canary was touched (the rollout stops
     before it): consumers are the names of its consumers in the rollout."""
@@ -79,41 +37,6 @@ def unanswered_outcome(host, consumers, unreachable, msg):
             "failure": {"task": "%s before the rollout" % what,
                         "msg": "%s: %s before the rollout, so no host was touched: %s"
                                % (host, what, truncate(_text(msg).strip(), 300))}}
-
-
-def started_outcome(consumers, started_epoch):
-    return {"status": "started", "phase": "started", "consumers": consumers, "existed": {}, "failure": {},
-            "started_epoch": started_epoch}
-
-
-def failure_message(health_failures_, failed_result, task_name):
-    """Why a host's update failed, naming each consumer and file (or service), never the task's
-    arguments: the failed health checks, else each failed item of the failed task, else its msg."""
-    if health_failures_:
-        return "; ".join(f["output"] for f in health_failures_)
-    if "results" in failed_result:
-        out = []
-        for r in failed_result["results"]:
-            if not (r.get("failed", False) or r.get("unreachable", False)):
-                continue
-            e = r["item"] if isinstance(r["item"], dict) else r["item"][0]
-            if "path" in e:
-                what = "%s %s: %s %s" % (e["host"], e["name"], task_name, e["path"])
-            else:
-                what = "%s: %s" % (e["host"], e.get("service") or e.get("apply_command"))
-            detail = " ".join(t for t in (_text(r.get("msg", "failed")).strip(), _text(r.get("stderr", "")).strip(),
-                                          _text(r.get("stdout", "")).strip()) if t)
-            out.append("%s: %s" % (what, truncate(detail, 300)))
-        return "; ".join(out)
-    return failed_result.get("msg", "failed")
-
-
-def rolled_back_status(outcome, restore_ok):
-    """A failed host after putting it back: rolled_back when its files were being written,
-    failed when nothing was written yet, rollback_failed when the restore did not succeed."""
-    if not restore_ok:
-        return "rollback_failed"
-    return "rolled_back" if outcome["phase"] == "writing" else "failed"
 
 
 def stop_rollout(outcomes):

@@ -10,7 +10,7 @@ Plain dicts in and out; `now` is passed in. No AWS call, no boto3 import."""
 
 import datetime
 
-from ansible_collections.rekey.aws.plugins.module_utils import _resume, _rollout
+from ansible_collections.rekey.aws.plugins.module_utils import _resume, _rollout, _rotation
 from ansible_collections.rekey.aws.plugins.module_utils._coerce import flag, whole
 from ansible_collections.rekey.aws.plugins.module_utils._keys import MAX_KEYS_PER_USER, utc
 
@@ -243,3 +243,36 @@ def decide(users, keys, recorded, store_holds, settings, now, hosts, all_hosts, 
     users_ = apply_resume(planned["users"], resumed["users"])
     kept, targets = _rollout.rollout(users_, entries)
     return {"errors": errors + resumed["errors"], "users": users_, "entries": kept, "targets": targets}
+
+
+def foreign_lock_problems(users, recorded, takeover):
+    """A refusal for each user whose named key is to be retired while another run holds its live
+    lock (rotations are refused by the lock itself, which they take)."""
+    if flag(takeover):
+        return []
+    out = []
+    for u, p in users.items():
+        lock = (recorded.get(u) or {}).get("lock")
+        if p["action"] == "retire" and lock and not lock.get("expired"):
+            out.append("Nothing was changed. %s." % _rotation.locked_message(u, lock))
+    return out
+
+
+def todo(users, settings):
+    """What prepare writes, in order, from the plan: the users to lock, the new keys killed runs
+    created to discard, the rotations over (state cleared), the state recorded first, the unused
+    Inactive keys to delete, and the keys to create (with the max_age_days of the create call)."""
+    rotating = [p for p in users.values() if p["action"] == "rotate"]
+    return {
+        "locked": locked_users(users),
+        "discards": [{"user_name": u, "key_id": k} for u, k in discards(users)],
+        "done": [u for u, p in users.items() if mode(p) == "done"],
+        "recorded": [{"user_name": p["user_name"], "phase": first_phase(p), "old_key_id": p["old_key_id"],
+                      "new_key_id": p["new_key_id"]} for p in rotating],
+        "prunes": [{"user_name": p["user_name"], "key_id": k} for p in rotating for k in p["prune_key_ids"]],
+        "creates": [{"user_name": u, "max_age_days": max_age_for_create(users[u], settings)}
+                    for u in create_users(users)],
+        "resumed_messages": [p["resume"]["message"] for p in users.values() if mode(p) != "none"],
+        "plan_lines": (["%s: %s: %s" % (p["user_name"], p["action"], p["reason"]) for p in users.values()]
+                       or ["No consumer references an IAM user: nothing to do."]),
+    }

@@ -102,6 +102,9 @@ def report(users, outcomes, prepare_failure, run, check_mode, retire, now):
     if prepare_failure:
         problems.append('%s%s": %s' % ('refused before any change at "' if prepare_failure.get("refused")
                                        else 'prepare failed at "', prepare_failure["task"], prepare_failure["msg"]))
+    if prepare_failure.get("refused"):
+        # Refused before any change: no user got anything done.
+        users = dict((u, dict(p, result="refused")) for u, p in users.items())
     entries = []
     for p in users.values():
         entry = user_entry(p, outcomes, check_mode, retire)

@@ -170,6 +170,7 @@ from ansible_collections.rekey.aws.plugins.module_utils._credentials_ini import 
     check_profile,
     parse,
 )
+from ansible_collections.rekey.aws.plugins.module_utils._consumer_files import fsync_directory, write_all
 
 KEY_ID_RE = re.compile(r"^[A-Z0-9]{16,128}$")
 OCTAL_MODE_RE = re.compile(r"^[0-7]{3,4}$")
@@ -293,7 +294,7 @@ def make_backup(module, path, real, data, current):
             if error.errno != errno.EPERM:
                 raise
         os.fchmod(fd, stat.S_IMODE(current.st_mode) & 0o600)
-        _write_all(fd, data)
+        write_all(fd, data)
     except OSError as error:
         os.close(fd)
         _remove(backup)
@@ -324,7 +325,7 @@ def write_atomic(module, path, real, data, mode, uid, gid, current):
             if (uid is not None and uid != temp_stat.st_uid) or (gid is not None and gid != temp_stat.st_gid):
                 os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
             os.fchmod(fd, mode)  # after chown, which may clear set-id bits
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
         if module.selinux_enabled():
@@ -338,27 +339,7 @@ def write_atomic(module, path, real, data, mode, uid, gid, current):
                   "become, or set owner and group; the file was left unchanged"
                   % (path, uid, gid, os.geteuid(), error.strerror))
         _fail("cannot write %s: %s; the file was left unchanged" % (path, error.strerror))
-    _fsync_directory(directory)
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.fsync(fd)
-
-
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename itself is done
-    finally:
-        os.close(fd)
+    fsync_directory(directory)
 
 
 def _remove(path):

@@ -27,6 +27,18 @@ def tags(lab, user: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in found if t["Key"].startswith("rekey:")}
 
 
+def settled_tags(lab, user: str, quiet_s: float = 0.5) -> dict[str, str]:
+    """The user's rekey:* tags once a killed run's last request has landed: a request already sent
+    when the run was killed still reaches IAM, so the tags are read until two reads agree."""
+    seen = tags(lab, user)
+    while True:
+        time.sleep(quiet_s)
+        again = tags(lab, user)
+        if again == seen:
+            return seen
+        seen = again
+
+
 def lock_expired(tag_values: dict[str, str]) -> bool:
     until = tag_values.get(LOCK_UNTIL_TAG)
     return until is None or datetime.fromisoformat(until) <= datetime.now(timezone.utc)

@@ -29,7 +29,7 @@ pytestmark = [
 
 CREDENTIALS = "/etc/demoapp/credentials"
 FAILED_TASK = "rekey.aws.rotate : Fail when the rotation did not complete"
-PLAN_TASK = "rekey.aws.rotate : Stop before any write when the plan has problems"
+PLAN_TASK = "rekey.aws.rotate : Plan every user before any write"
 PREFLIGHT_TASK = "rekey.aws.rotate : Check the variables and every consumer before any write"
 # The durable rotation state lives in IAM user tags; those writes are not key writes.
 TAG_WRITES = ("iam:TagUser", "iam:UntagUser")

@@ -210,7 +210,7 @@ def test_a_full_rotation_as_an_operator_holding_exactly_the_policy(lab):
     assert run.rc == 0, explain(run)
     assert_no_denial(run)
     [entry] = run.report["users"]
-    assert entry["result"] == "rotated" and entry["phase_reached"] == "old_key_deleted", entry
+    assert entry["result"] == "rotated" and entry["phase_reached"] == "old_retired", entry
     new_id = entry["new_key_id"]
     assert iam_state(lab.ep, user) == ({new_id: "Active"}, [])
     assert all(lab.app_key_id(h) == new_id and lab.file_key_id(h) == new_id for h in lab.hosts)

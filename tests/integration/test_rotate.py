@@ -76,7 +76,7 @@ def test_rotation_end_to_end(lab, rotated):
     [entry] = report["users"]
     new_id = entry["new_key_id"]
     assert entry["user_name"] == user and entry["old_key_id"] == old["AccessKeyId"]
-    assert entry["result"] == "rotated" and entry["phase_reached"] == "old_key_deleted"
+    assert entry["result"] == "rotated" and entry["phase_reached"] == "old_retired"
     assert entry["hosts_updated"] == lab.hosts and not entry["hosts_failed"]
 
     # IAM, out of band: exactly the new key, Active; the old one is gone.
@@ -251,7 +251,7 @@ def test_two_active_keys_stop_before_any_write(clean):
     lab.ep.reset_counts()
     run = lab.run(everywhere(lab, demo_consumer(user)), rotate_force=True)
     assert run.rc != 0
-    failure = run.task("rekey.aws.rotate : Stop before any write when the plan has problems")["result"]["msg"]
+    failure = run.task("rekey.aws.rotate : Plan every user before any write")["result"]["msg"]
     assert f"IAM user {user} has two Active access keys" in failure
     assert old["AccessKeyId"] in failure and second in failure and "rotate_retire_key_ids" in failure
     assert lab.ep.write_counts() == {}
@@ -338,7 +338,7 @@ def test_unused_inactive_second_key_is_pruned(clean):
     # Created today: with the default rotate_prune_unused_days (30) it may still be wanted.
     refused = lab.run(consumers, rotate_force=True)
     assert refused.rc != 0
-    assert spare in refused.task("rekey.aws.rotate : Stop before any write when the plan has problems")["result"]["msg"]
+    assert spare in refused.task("rekey.aws.rotate : Plan every user before any write")["result"]["msg"]
     assert lab.keys(user) == {old["AccessKeyId"]: "Active", spare: "Inactive"}
 
     run = lab.run(consumers, rotate_force=True, rotate_prune_unused_days=0, rotate_serial="100%")

@@ -1,5 +1,5 @@
 """The outcome of each host after distribute and of each user after finish (_outcome), and what
-prepare's steps do to the plan (_prepare); differential against health_failures.json.j2."""
+prepare's steps do to the plan (_prepare). One host's rollout is in test_host_rollout."""
 import pytest
 
 from rotation_fixtures import NOW, OLD, NEW, KILLED_RUN, consumer
@@ -25,14 +25,6 @@ def entry(host="web1", name="app", **fields):
 
 
 # ---- hosts ----
-
-@pytest.mark.parametrize("phase,restore_ok,status", [
-    ("writing", True, "rolled_back"), ("started", True, "failed"), ("writing", False, "rollback_failed"),
-    ("started", False, "rollback_failed"),
-])
-def test_status_of_a_failed_host_after_putting_it_back(phase, restore_ok, status):
-    assert _outcome.rolled_back_status({"phase": phase}, restore_ok) == status
-
 
 @pytest.mark.parametrize("statuses,stop", [
     ([], False), (["updated", "updated"], False), (["updated", "failed"], True), (["rolled_back"], True),
@@ -61,66 +53,12 @@ def test_gather_and_rollout_ok():
     assert _outcome.rollout_ok({}, {}) is True
 
 
-def test_failure_message_names_consumer_and_file_never_arguments():
-    failed = {"msg": "One or more items failed", "results": [
-        {"item": entry(), "failed": False},
-        {"item": entry(name="b", path="/etc/b"), "failed": True, "msg": " Permission denied ", "stdout": ""},
-        {"item": {"host": "web1", "apply": "restart", "service": "b", "apply_command": ""}, "failed": True,
-         "msg": "Could not restart", "stderr": "unit b not found"},
-        {"item": [entry(name="c", path="/etc/c"), "access_key_id"], "unreachable": True, "msg": "gone"},
-    ]}
-    assert _outcome.failure_message([], failed, "Write") == (
-        "web1 b: Write /etc/b: Permission denied; web1: b: Could not restart unit b not found; web1 c: Write /etc/c: gone")
-    assert _outcome.failure_message([{"output": "x"}, {"output": "y"}], failed, "Write") == "x; y"
-    assert _outcome.failure_message([], {"msg": "boom"}, "Write") == "boom"
-    assert _outcome.failure_message([], {}, "Write") == "failed"
-
-
-HTTP_RESULTS = [
-    {"item": entry(), "failed": False, "status": 200},
-    {"item": entry("web2", health_expect_key_id=True), "failed": True, "status": 503, "content": " refused " + "x" * 300,
-     "attempts": 31},
-    {"item": entry("web3"), "failed": True, "status": -1, "msg": "Connection refused"},
-    {"item": entry("web4"), "unreachable": True, "msg": "ssh gone"},
-    {"failed": True, "msg": "no item: the loop never ran"},
-]
-COMMAND_RESULTS = [
-    {"item": entry(health_command="/bin/check"), "failed": True, "rc": 2, "stderr": "bad key", "stdout": "",
-     "attempts": 3},
-    {"item": entry("web2", health_command="/bin/check"), "unreachable": True, "msg": "down"},
-]
-
-
-def test_health_failures_one_line_each():
-    found = _outcome.health_failures(HTTP_RESULTS, COMMAND_RESULTS, "target_key_id")
-    # Cut at a word boundary, as Jinja's truncate does.
-    assert found[0]["output"] == ("web2 app: health check GET http://127.0.0.1:8080/health expected HTTP 200 with %s, "
-                                  "got HTTP 503 refused... (31 attempts)" % NEW)
-    assert [f["output"] for f in found[1:]] == [
-        "web3 app: health check GET http://127.0.0.1:8080/health expected HTTP 200, got no answer: Connection refused (1 "
-        "attempts)",
-        "web4 app: health check GET http://127.0.0.1:8080/health expected HTTP 200, got host unreachable: ssh gone (1 "
-        "attempts)",
-        "web1 app: health command /bin/check expected exit 0, got exit 2 bad key (3 attempts)",
-        "web2 app: health command /bin/check expected exit 0, got host unreachable: down (1 attempts)"]
-    assert (found[0]["host"], found[0]["consumer"], found[0]["iam_user"], found[0]["check"]) == (
-        "web2", "app", "app", "GET http://127.0.0.1:8080/health")
-
-
 @pytest.mark.parametrize("text,length,out", [
     ("short", 10, "short"), ("a" * 15, 10, "a" * 15), ("word " * 10, 20, "word word word..."),
     ("x" * 30, 10, "x" * 7 + "..."),
 ])
 def test_truncate_as_jinja(text, length, out):
     assert _outcome.truncate(text, length) == out
-
-
-def test_health_failures_agree_with_health_failures_json_j2():
-    from jinja_render import render_json
-    jinja = render_json("health_failures.json.j2", {
-        "_rotate_health_http": {"results": HTTP_RESULTS}, "_rotate_health_cmd": {"results": COMMAND_RESULTS},
-        "_rotate_expect": "target_key_id"})
-    assert _outcome.health_failures(HTTP_RESULTS, COMMAND_RESULTS, "target_key_id") == jinja
 
 
 # ---- users after finish ----

@@ -1,12 +1,10 @@
-"""The per-user plan (_plan) and the rollout entries and targets (_rollout): table-driven, and
-differential against the role's plan.json.j2."""
-import copy
+"""The per-user plan (_plan) and the rollout entries and targets (_rollout), table-driven."""
 
 import pytest
 
-from rotation_fixtures import NOW, OLD, NEW, OTHER, RUN, ISO_FORMAT, consumer, key, settings, state
+from rotation_fixtures import NOW, OLD, NEW, OTHER, RUN, consumer, key, settings, state
 
-from ansible_collections.rekey.aws.plugins.module_utils import _consumers, _plan, _rollout
+from ansible_collections.rekey.aws.plugins.module_utils import _plan, _rollout
 
 ACTIVE_OLD = key(OLD, age=100)
 
@@ -203,45 +201,3 @@ def test_host_work_is_the_hosts_consumers_being_distributed():
 def test_first_phase_recorded_never_goes_back(resume_mode, phase, expected):
     p = {"phase": "planned" if resume_mode == "none" else "key_stored", "resume": {"mode": resume_mode, "phase": phase}}
     assert _plan.first_phase(p) == expected
-
-
-# ---- differential: plan.json.j2 and the Python port on the same inputs ----
-
-def jinja_plan(users, keys, s, hosts, all_hosts, hostvars):
-    from jinja_render import render_json
-    variables = copy.deepcopy(s)
-    variables.update(_rotate_iso_format=ISO_FORMAT, _rotate_now_epoch=int(NOW.timestamp()),
-                     _rotate_selected_users=users, _rotate_keys=keys, _rotate_hosts=hosts, hostvars=hostvars,
-                     _rotate_consumer_defaults=_consumers.DEFAULTS, _rotate_run={"run_id": RUN},
-                     groups={"all": all_hosts})
-    return render_json("plan.json.j2", variables)
-
-
-def python_plan(users, keys, s, hosts, all_hosts, hostvars):
-    planned = _plan.plan_users(users, keys, s, NOW)
-    busy = _rollout.busy_users(planned["users"])
-    entries = _rollout.entries(busy, hosts, hostvars, RUN, s["rotate_backup_dir"])
-    for u in busy:
-        planned["users"][u]["hosts"] = _rollout.unique_hosts(entries, [u])
-    rotating = [u for u, p in planned["users"].items() if p["action"] == "rotate"]
-    return {"errors": planned["errors"] + _rollout.outside_problems(busy, hosts, all_hosts, s["rotate_hosts"], hostvars),
-            "users": planned["users"], "entries": entries, "targets": _rollout.unique_hosts(entries, rotating)}
-
-
-DIFFERENTIAL = [(c[0], [dict(k, user_name="app") for k in c[1]], c[2]) for c in PLANS + REFUSALS] + [
-    ("two_users", [ACTIVE_OLD, key(OTHER, user="billing", age=5)], {}),
-    ("outside_hosts", [ACTIVE_OLD, key(OTHER, user="billing", age=100)], {"rotate_hosts": "web*"}),
-    ("retire_id_unknown", [ACTIVE_OLD], {"rotate_retire_key_ids": ["AKIAUNKNOWN000000009"]}),
-]
-
-
-@pytest.mark.parametrize("case", DIFFERENTIAL, ids=[c[0] for c in DIFFERENTIAL])
-def test_plan_agrees_with_plan_json_j2(case):
-    _id, keys, changes = case
-    s = settings(**changes)
-    hosts = ["web1", "web2"] if s["rotate_hosts"] != "all" else ["web1", "web2", "db1"]
-    args = (["app", "billing"], keys, s, hosts, ["web1", "web2", "db1"], HOSTVARS)
-    jinja = jinja_plan(*args)
-    for p in jinja["users"].values():
-        p.setdefault("hosts", [])
-    assert python_plan(*args) == jinja

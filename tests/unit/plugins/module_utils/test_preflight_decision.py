@@ -1,5 +1,5 @@
 """Consumer validation and the role variable checks run before any AWS call (_consumers,
-_preflight); differential against preflight_errors.json.j2."""
+_preflight), table-driven."""
 import os
 
 import pytest
@@ -119,41 +119,3 @@ def test_selected_users():
                 "b": {"rotate_consumers": [consumer(user="app"), "junk"]}}
     assert _preflight.selected_users([], ["a", "b"], hostvars) == ["app", "zed"]
     assert _preflight.selected_users(["zed", "zed"], ["a", "b"], hostvars) == ["zed"]
-
-
-# ---- differential: preflight_errors.json.j2 and the Python port on the same inputs ----
-
-def jinja_preflight(s, hosts, hostvars, target_group_hosts, report_path):
-    from jinja_render import render_json
-    spec = {"rotate_consumers": {"type": "list", "elements": "dict"}}
-    spec_check = [{"item": h, "argument_errors": _consumers.ArgumentSpecValidator(spec).validate(
-        {"rotate_consumers": hostvars[h].get("rotate_consumers", [])}).error_messages} for h in hosts]
-    # As validate_argument_spec registers them: the item's "where", the validator's messages.
-    validator = _consumers.ArgumentSpecValidator({"rotate_consumer": _consumers.schema(CONSUMERS_OPTION)})
-    consumer_check = [{"item": {"where": _consumers.where(h, i, c)},
-                       "argument_errors": validator.validate({"rotate_consumer": c}).error_messages}
-                      for h in hosts for i, c in _consumers.mappings(hostvars[h].get("rotate_consumers"))]
-    variables = dict(s, groups={s["rotate_target_group"]: target_group_hosts}, _rotate_store_dir=s["rotate_store_dir"],
-                     _rotate_report_path=report_path, _rotate_hosts=hosts, hostvars=hostvars,
-                     _rotate_consumer_defaults=_consumers.DEFAULTS, _rotate_spec_check={"results": spec_check},
-                     _rotate_consumer_check={"results": consumer_check})
-    return render_json("preflight_errors.json.j2", variables)
-
-
-def test_preflight_agrees_with_preflight_errors_json_j2(tmp_path):
-    template = tmp_path / "creds.j2"
-    template.write_text("x")
-    bad = [consumer(**fields) for _id, fields, expected in CONSUMER_CASES if expected]
-    hostvars = {
-        "web1": {"rotate_consumers": [consumer()] + bad, "inventory_dir": "/inv"},
-        "web2": {"rotate_consumers": [consumer(format="template", template="creds.j2"), consumer("x", format="yaml")],
-                 "inventory_dir": str(tmp_path)},
-        "web3": {"rotate_consumers": {"not": "a list"}},
-    }
-    s = settings(rotate_verify_consecutive=0, rotate_retire_key_ids=["bad"], rotate_users=["ghost", "app"],
-                 rotate_store_dir="rel")
-    args = (s, ["web1", "web2", "web3"], hostvars, ["old1"], "rel/report.json")
-    python = _preflight.preflight_problems(s, ["web1", "web2", "web3"], hostvars, CONSUMERS_OPTION, ["old1"],
-                                           "rel/report.json", os.path.isfile)
-    assert len(python) > 20
-    assert python == jinja_preflight(*args)

@@ -1,5 +1,5 @@
 """The resume decision (_resume) at every recorded phase and key situation, each kill point of the
-fleet test tests/integration/test_resume.py as a case; differential against resume.json.j2."""
+fleet test tests/integration/test_resume.py as a case."""
 import pytest
 
 from rotation_fixtures import NOW, OLD, NEW, OTHER, KILLED_RUN, RUN, ago, key, settings, state
@@ -155,34 +155,3 @@ def test_kill_point_rerun(case):
 
 def test_every_recorded_phase_has_a_case():
     assert {c[1]["phase"] for c in CASES if c[1]} == set(PHASES)
-
-
-# ---- differential: resume.json.j2 and the Python port on the same inputs ----
-
-def jinja_resume(recorded, keys, holds):
-    from jinja_render import render_json
-    return render_json("resume.json.j2", {
-        "_rotate_selected_users": ["app"], "_rotate_recorded": {"app": recorded} if recorded else {},
-        "_rotate_keys": keys, "_rotate_store_holds": {"app": holds}, "rotate_max_age_days": 90})
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_resume_agrees_with_resume_json_j2(case):
-    _id, recorded, keys, holds, mode, _discard, errors = case
-    python = _resume.resume(["app"], {"app": recorded} if recorded else {}, keys, {"app": holds}, 90)
-    if _id == "same_key_recorded_old_and_new":
-        assert jinja_resume(recorded, keys, holds)["users"]["app"]["discard_key_id"] == OLD
-        assert python["errors"] and python["users"]["app"]["mode"] == "none"
-        return
-    if mode == "none" and errors:
-        # The template looks up the message of mode "none", which it does not have: rendering fails
-        # instead of giving the refusal (the Python port gives it).
-        with pytest.raises(Exception, match="none"):
-            jinja_resume(recorded, keys, holds)
-        return
-    if recorded and recorded["phase"] == "planned" and recorded["updated"] is None:
-        # The template compares each creation date with the missing time and fails to render.
-        with pytest.raises(Exception, match="not supported between"):
-            jinja_resume(recorded, keys, holds)
-        return
-    assert python == jinja_resume(recorded, keys, holds)

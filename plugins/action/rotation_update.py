@@ -1,0 +1,69 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: Contributors to the rekey.aws project
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""rekey.aws.rotation_update: fold what a step of the rotation did into the plan, on the
+controller, and say what the next steps do. The decisions are module_utils/_progress's; this
+reads the task's inputs (and, after the rollout, each host's outcome). No AWS call, no write."""
+
+import datetime
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.rekey.aws.plugins.module_utils import _progress
+
+EVENTS = ("verified", "distributing", "gathered", "idle_checked", "deactivated", "rechecked", "retired", "retire_failing",
+          "retire_failed", "put_back", "rolled_back")
+ARGUMENT_SPEC = {
+    "event": {"type": "str", "choices": list(EVENTS), "required": True},
+    "plan": {"type": "dict", "required": True},
+    "verifying": {"type": "list", "elements": "str", "default": []},
+    "results": {"type": "list", "elements": "dict", "default": []},
+    "prepare_failure": {"type": "dict", "default": {}},
+    "keys_after": {"type": "list", "elements": "dict", "default": []},
+    "retire": {"type": "str", "default": "delete"},
+    "registered": {"type": "dict", "default": {}},
+    "failed_task": {"type": "str", "default": ""},
+    "failed_result": {"type": "dict", "default": {}},
+}
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        dummy, a = self.validate_argument_spec(ARGUMENT_SPEC)
+        plan, event = a["plan"], a["event"]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        try:
+            if event == "verified":
+                plan, todo = _progress.verified(plan, a["verifying"], a["results"])
+            elif event == "distributing":
+                plan, todo = _progress.distributing(plan, a["verifying"])
+            elif event == "gathered":
+                hostvars = task_vars["hostvars"]
+                outcomes = dict((h, hostvars[h].get("_rotate_host_outcome")) for h in plan["targets"] if h in hostvars)
+                plan, todo = _progress.gathered(plan, outcomes, a["prepare_failure"], now)
+            elif event == "idle_checked":
+                plan, todo = _progress.idle_checked(plan, a["keys_after"])
+            elif event == "deactivated":
+                plan, todo = _progress.deactivated(plan, now)
+            elif event == "rechecked":
+                plan, todo = _progress.rechecked(plan, _progress.from_rechecks(a["registered"]), a["retire"])
+            elif event == "retired":
+                plan, todo = _progress.retired(plan)
+            elif event == "retire_failing":
+                plan, todo = _progress.retire_failing(plan)
+            elif event == "retire_failed":
+                plan, todo = _progress.retire_failed(plan, a["failed_task"], a["failed_result"],
+                                                     _progress.from_reactivations(a["registered"]))
+            elif event == "put_back":
+                plan, todo = _progress.put_back(plan, _progress.from_put_back(a["registered"]))
+            else:
+                plan, todo = _progress.rolled_back(plan, _progress.from_deleted(a["registered"]))
+        except _progress.ProgressError as error:
+            return dict(result, failed=True, msg=str(error), changed=False)
+        return dict(result, plan=plan, todo=todo, changed=False)

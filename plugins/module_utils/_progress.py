@@ -1,0 +1,171 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: Contributors to the rekey.aws project
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Internal to rekey.aws: not a public API, may change without notice.
+"""The rotation after the plan, as a state machine: each event folds what a step did into the
+plan (rekey.aws.rotation_update calls advance) and says what the next steps do. The decisions are
+_prepare's and _outcome's; this only orders them. Plain dicts in and out; no AWS call, never a
+secret."""
+
+from ansible_collections.rekey.aws.plugins.module_utils import _outcome, _plan, _prepare
+from ansible_collections.rekey.aws.plugins.module_utils._keys import iso
+
+
+class ProgressError(Exception):
+    """A step's result that stops the run (the message names users and keys, never a secret)."""
+
+
+def _records(users, names, phase=None):
+    """The state writes of these users: user, phase (their own when not given), old and new key."""
+    return [{"user_name": u, "phase": phase or users[u]["phase"], "old_key_id": users[u]["old_key_id"],
+             "new_key_id": users[u]["new_key_id"]} for u in names]
+
+
+def _due(users, names):
+    due = _plan.due_users(users)
+    return [u for u in names if u in due]
+
+
+def verified(plan, verifying, results):
+    """The new keys authenticated: each user at key_verified; the store must hold exactly them."""
+    problem = _prepare.store_mismatch(results, plan["users"], verifying)
+    if problem:
+        raise ProgressError(problem)
+    users = _outcome.merge(plan["users"], _prepare.verified(plan["users"], verifying, results))
+    # A rotation resumed from distributing stays there: hosts may hold its key already.
+    keep_new = _plan.keep_new_users(users)
+    return dict(plan, users=users), {"records": _records(users, [u for u in verifying if u not in keep_new])}
+
+
+def distributing(plan, verifying):
+    users = _outcome.merge(plan["users"], _prepare.distributing(verifying))
+    return dict(plan, users=users), {}
+
+
+def gathered(plan, host_outcomes, prepare_failure, now):
+    """After the rollout: every host's outcome, whether the rollout is complete, the users whose old
+    key is retired, and the state written once every host has its key."""
+    outcomes = _outcome.gather(plan["targets"], host_outcomes)
+    ok = _outcome.rollout_ok(prepare_failure, outcomes)
+    users = plan["users"]
+    retiring = _outcome.retiring(users) if ok else []
+    records = [dict(r, phase=_outcome.distributed_phase(users[r["user_name"]]))
+               for r in _records(users, _plan.due_users(users))] if ok else []
+    return dict(plan, outcomes=outcomes, rollout_ok=ok, retiring=retiring, cutover=iso(now), in_use={},
+                health_failures=[]), {"records": records}
+
+
+def idle_checked(plan, keys_after):
+    """After the idle window: an old key used since the cutover stays Active; the others are
+    deactivated next."""
+    users, retiring = plan["users"], plan["retiring"]
+    in_use = _outcome.old_keys_in_use(users, retiring, keys_after, plan["cutover"])
+    off = [u for u in retiring if u not in in_use]
+    return dict(plan, in_use=in_use), {"deactivate": _records(users, off),
+                                       "records": _records(users, _due(users, off), "old_deactivated")}
+
+
+def deactivated(plan, now):
+    """Once the old keys not in use are deactivated (at now)."""
+    update = _outcome.deactivated(plan["retiring"], plan["in_use"], iso(now))
+    return dict(plan, users=_outcome.merge(plan["users"], update)), {}
+
+
+def rechecked(plan, health_failures, retire):
+    """After re-checking every consumer without the old keys: a user with a failed check gets its old
+    key back; the others are checked (from here a failure leaves their old key Inactive) and, with
+    retire=delete, their old key is deleted."""
+    users, retiring, in_use = plan["users"], plan["retiring"], plan["in_use"]
+    done = _outcome.done_users(retiring, in_use, health_failures)
+    users = _outcome.merge(users, _outcome.checked(done))
+    failing = []
+    for f in health_failures:
+        if f["iam_user"] not in failing:
+            failing.append(f["iam_user"])
+    return dict(plan, users=users, health_failures=health_failures), {
+        "reactivate": _records(users, failing), "back": _records(users, _due(users, failing), "distributed"),
+        "delete": _records(users, done) if retire == "delete" else [],
+        "retired": _records(users, _due(users, done), "old_retired") if retire == "delete" else [],
+        "finished": _due(users, done)}
+
+
+def retired(plan):
+    users = _outcome.merge(plan["users"], _outcome.retired(plan["users"], plan["retiring"], plan["in_use"],
+                                                           plan["health_failures"]))
+    return dict(plan, users=users), {}
+
+
+def retire_failing(plan):
+    """Retiring failed unexpectedly: the old keys to reactivate (none checked without them)."""
+    unfinished = _outcome.unfinished(plan["users"], plan.get("retiring", []), plan.get("in_use", {}))
+    return plan, {"reactivate": _records(plan["users"], unfinished)}
+
+
+def retire_failed(plan, failed_task, failed_result, reactivations):
+    """After reactivating what could be: each user's result and message, and the state written for
+    those whose old key is back in service. reactivations: user, succeeded, changed, msg."""
+    users = plan["users"]
+    failed_at = _outcome.retire_failed_at(failed_task, failed_result)
+    users = _outcome.merge(users, _outcome.retire_failure(users, plan.get("retiring", []), reactivations, failed_at))
+    back = [r["user"] for r in reactivations if r["succeeded"]]
+    return dict(plan, users=users), {"records": _records(users, _due(users, back), "distributed")}
+
+
+def put_back(plan, restored_hosts):
+    """After putting back the hosts this run updated: their outcome, and the new keys no host may hold
+    (deleted next). restored_hosts: {host: problems} of each host put back."""
+    outcomes = plan["outcomes"]
+    update = {}
+    for h in _outcome.rollback_hosts(outcomes):
+        problems = restored_hosts.get(h, ["%s: not put back" % h])
+        status = ("rollback_failed" if problems else
+                  "rolled_back" if outcomes[h]["phase"] in ("writing", "checked") else "failed")
+        update[h] = {"status": status, "rollback": problems}
+    outcomes = _outcome.merge(outcomes, update)
+    keep_new = _plan.keep_new_users(plan["users"])
+    discard = _outcome.discardable_new_keys(plan["users"], plan["entries"], outcomes, keep_new)
+    return dict(plan, outcomes=outcomes), {"discard": _records(plan["users"], discard)}
+
+
+def rolled_back(plan, gone):
+    """The end state of each rotation after a failed rollout; gone: users whose new key was deleted.
+    The rotations rolled back have their state recorded as such."""
+    users = plan["users"]
+    keep_new = _plan.keep_new_users(users)
+    update = _outcome.rolled_back(users, gone, _outcome.doubtful_hosts(plan["outcomes"]))
+    for u, fields in _outcome.kept_new_keys(users, keep_new).items():
+        update[u] = dict(update.get(u, {}), **fields)
+    users = _outcome.merge(users, update)
+    done = [u for u, p in users.items() if p["action"] == "rotate" and p.get("result") == "rolled_back"]
+    return dict(plan, users=users), {"records": _records(users, done, "rolled_back")}
+
+
+def _loop_results(registered):
+    return [r for r in (registered or {}).get("results", []) if not r.get("skipped")]
+
+
+def from_reactivations(registered):
+    """What a loop of access_key state=active over records returned, per user."""
+    return [{"user": r["item"]["user_name"], "succeeded": not r.get("failed", False), "changed": r.get("changed", False),
+             "msg": r.get("msg", "")} for r in _loop_results(registered)]
+
+
+def from_put_back(registered):
+    """{host: problems} from a loop of consumer_rollout state=restored over hosts."""
+    return dict((r["item"], r["problems"] if "problems" in r else ["%s: %s" % (r["item"], r.get("msg", "rollback failed"))])
+                for r in _loop_results(registered))
+
+
+def from_deleted(registered):
+    """The users whose key a loop of access_key state=absent over records deleted."""
+    return [r["item"]["user_name"] for r in _loop_results(registered) if not r.get("failed", False)]
+
+
+def from_rechecks(registered):
+    """Every failed check of a loop of consumer_rollout state=checked over hosts (an unreachable
+    host's checks are failed checks; that loop fails outright on anything else)."""
+    out = []
+    for r in _loop_results(registered):
+        out.extend(r.get("health_failures", []))
+    return out

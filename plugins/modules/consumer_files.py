@@ -1,0 +1,251 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: Contributors to the rekey.aws project
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: consumer_files
+short_description: Write, restore or clean up the key files of a host's consumers
+version_added: 0.2.0
+description:
+  - The host half of M(rekey.aws.consumer_rollout), which calls it; use that action rather than this
+    module.
+  - With O(state=written), backs up each consumer's file (a new file, mode 0600 from its creation,
+    in the backup directory, which is made mode 0700) and writes the key into it in its format,
+    replacing the whole file in one atomic rename, so an app never reads a key id with another
+    key's secret.
+  - With O(state=restored), puts each file back as it was before the rotation. The backup is
+    copied back when the file differs from it, and a file that did not exist before is removed.
+  - With O(state=cleaned), removes the backups, which hold the old secret.
+  - Uses the Python standard library only and makes no AWS call, so targets need no boto3.
+author:
+  - rekey.aws contributors (@rekey)
+extends_documentation_fragment:
+  - rekey.aws._attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+    details:
+      - The files hold secrets, so no diff is ever shown.
+  idempotent:
+    support: full
+    details:
+      - A file that already holds the key is not written again.
+options:
+  state:
+    description: What to do with the files of O(consumers).
+    type: str
+    choices: [written, restored, cleaned]
+    required: true
+  consumers:
+    description:
+      - The consumers, as the role's plan holds them, each with C(host), C(name), C(path),
+        C(format), C(profile), C(env_names), C(mode), C(owner), C(group), C(iam_user) and
+        C(backup), the path of its backup.
+      - With O(state=written), C(adopt_run_id) names the run killed in the middle of the rotation this
+        run resumes. The backup that run made becomes this run's backup, as it holds the file from
+        before the rotation (the file itself may hold the new key already).
+      - With O(state=restored), C(existed) says whether the file existed before it was written.
+      - With O(state=cleaned), C(earlier=true) also removes the backups earlier runs left.
+    type: list
+    elements: dict
+    required: true
+  keys:
+    description:
+      - With O(state=written), the key of each IAM user, by user name, with C(access_key_id) and C(secret_access_key).
+        Never shown in output.
+    type: dict
+    default: {}
+  contents:
+    description:
+      - With O(state=written), the rendered file of each consumer of format C(template), by name.
+        Never shown in output.
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+# Called by rekey.aws.consumer_rollout; shown for completeness.
+- name: Put the files of this host back as they were
+  rekey.aws.consumer_files:
+    state: restored
+    consumers:
+      - {host: web1, name: app, path: /etc/app/aws.env, format: env, mode: "0600", iam_user: app,
+         backup: /var/lib/rekey-aws/backups/20261130T000000Z-1-web1-app.bak, existed: true,
+         env_names: {access_key_id: AWS_ACCESS_KEY_ID, secret_access_key: AWS_SECRET_ACCESS_KEY}}
+"""
+
+RETURN = r"""
+files:
+  description: One entry per consumer handled, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The consumer's name.
+      type: str
+    existed:
+      description: Whether the file existed before it was written (O(state=written)).
+      type: bool
+    changed:
+      description: Whether the file (or, for O(state=cleaned), a backup) was changed.
+      type: bool
+problems:
+  description: What could not be done, each naming the consumer, the file and the cause (never its content).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rekey.aws.plugins.module_utils import _consumer_files as files
+
+
+def _mode(consumer):
+    return int(str(consumer.get("mode") or "0600"), 8)
+
+
+def write(consumer, keys, contents, check_mode):
+    """Back up and write one consumer's file; returns {name, existed, changed}."""
+    path = consumer["path"]
+    uid, gid = files.ids(consumer.get("owner"), consumer.get("group"))
+    old = files.read(path)
+    earlier = files.earlier_backups(consumer)
+    adopted = files.backup_of_run(earlier, consumer.get("adopt_run_id"))
+    key = keys.get(consumer["iam_user"]) or {}
+    text = _text(path, old)
+    data = files.new_content(consumer, text, key.get("access_key_id"), key.get("secret_access_key"),
+                             contents.get(consumer["name"])).encode("utf-8")
+    changed = old != data or _attributes_differ(path, _mode(consumer), uid, gid)
+    if check_mode:
+        return {"name": consumer["name"], "existed": adopted is not None or old is not None, "changed": changed}
+    for stale in earlier:
+        if stale != adopted:
+            files.remove(stale)
+    if adopted:
+        files.remove(consumer["backup"])
+        _rename(adopted, consumer["backup"])
+    elif old is not None:
+        files.remove(consumer["backup"])
+        current = os.stat(path)
+        files.back_up(old, consumer["backup"], current.st_uid, current.st_gid)
+    result = {"name": consumer["name"], "existed": adopted is not None or old is not None, "changed": changed}
+    if changed:
+        files.write_atomically(path, data, _mode(consumer), uid, gid)
+    return result
+
+
+def _text(path, data):
+    if data is None:
+        return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise files.FileProblem("%s is not UTF-8 text; it was left unchanged" % path)
+
+
+def _rename(source, target):
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        raise files.FileProblem("cannot take over the backup %s: %s" % (source, error.strerror))
+
+
+def _attributes_differ(path, mode, uid, gid):
+    try:
+        current = os.stat(path)
+    except OSError:
+        return True
+    return (stat.S_IMODE(current.st_mode) != mode or (uid is not None and current.st_uid != uid)
+            or (gid is not None and current.st_gid != gid))
+
+
+def restore(consumer, check_mode):
+    """Put one consumer's file back as it was; returns {name, changed}."""
+    path = consumer["path"]
+    if not consumer.get("existed"):
+        changed = files.read(path) is not None
+        if changed and not check_mode:
+            files.remove(path)
+        return {"name": consumer["name"], "changed": changed}
+    saved = files.read(consumer["backup"])
+    if saved is None:
+        raise files.FileProblem("the backup %s of %s is missing" % (consumer["backup"], path))
+    if files.read(path) == saved:
+        return {"name": consumer["name"], "changed": False}
+    if not check_mode:
+        uid, gid = files.ids(consumer.get("owner"), consumer.get("group"))
+        files.write_atomically(path, saved, _mode(consumer), uid, gid)
+    return {"name": consumer["name"], "changed": True}
+
+
+def clean(consumer, check_mode):
+    """Remove one consumer's backup (and those earlier runs left, with earlier); {name, changed}."""
+    doomed = [consumer["backup"]] + (files.earlier_backups(consumer) if consumer.get("earlier") else [])
+    changed = False
+    for path in doomed:
+        if check_mode:
+            changed = changed or files.read(path) is not None
+        else:
+            changed = files.remove(path) or changed
+    return {"name": consumer["name"], "changed": changed}
+
+
+def run(module):
+    params = module.params
+    state, check_mode = params["state"], module.check_mode
+    done, problems = [], []
+    if state == "written" and params["consumers"] and not check_mode:
+        directories = sorted(set(c["backup"].rsplit("/", 1)[0] for c in params["consumers"]))
+        try:
+            for directory in directories:
+                files.make_backup_dir(directory)
+        except files.FileProblem as error:
+            return {"files": [], "problems": ["nothing was written: %s" % error]}
+    for consumer in params["consumers"]:
+        try:
+            if state == "written":
+                done.append(write(consumer, params["keys"], params["contents"], check_mode))
+            elif state == "restored":
+                done.append(restore(consumer, check_mode))
+            else:
+                done.append(clean(consumer, check_mode))
+        except (files.FileProblem, KeyError, ValueError) as error:
+            problems.append("%s %s: %s" % (consumer.get("name"), consumer.get("path"), _cause(error)))
+            if state == "written":
+                break  # the files after it keep the old key; the caller restores those written
+    return {"files": done, "problems": problems}
+
+
+def _cause(error):
+    if isinstance(error, KeyError):
+        return "the consumer has no %s" % error
+    return str(error)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["written", "restored", "cleaned"], required=True),
+            consumers=dict(type="list", elements="dict", required=True),
+            keys=dict(type="dict", default={}, no_log=True),
+            contents=dict(type="dict", default={}, no_log=True),
+        ),
+        supports_check_mode=True,
+    )
+    result = run(module)
+    changed = any(f["changed"] for f in result["files"])
+    if result["problems"]:
+        module.fail_json(msg="; ".join(result["problems"]), changed=changed, **result)
+    module.exit_json(changed=changed, **result)
+
+
+if __name__ == "__main__":
+    main()

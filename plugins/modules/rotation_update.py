@@ -1,0 +1,96 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: Contributors to the rekey.aws project
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# The work is done on the controller by the action plugin of the same name
+# (plugins/action/rotation_update.py): it decides, and calls no AWS API.
+
+DOCUMENTATION = r"""
+module: rotation_update
+short_description: Fold what a step of a rotation did into its plan
+version_added: 0.2.0
+description:
+  - Used by the role's prepare and finish phases, on the controller. Calls no AWS API and writes
+    nothing.
+  - Takes the plan and what one step returned, and returns the plan after that step and what the
+    next steps do (RV(todo)), for O(event) V(verified) (the new keys authenticate; fails when the
+    store holds other keys), V(distributing), V(gathered) (the outcome of every host of the
+    rollout, read from its C(_rotate_host_outcome)), V(idle_checked) (old keys used after the
+    cutover stay Active), V(deactivated), V(rechecked) (reactivate the old key of users with a
+    failed check, delete the others), V(retired), V(retire_failing) and V(retire_failed) (an
+    unexpected error while retiring), V(put_back) and V(rolled_back) (a failed rollout).
+author:
+  - rekey.aws contributors (@rekey)
+extends_documentation_fragment:
+  - rekey.aws._attributes
+  - rekey.aws._attributes.INFO_MODULE
+options:
+  event:
+    description: The step that ran, see the description.
+    type: str
+    choices: [verified, distributing, gathered, idle_checked, deactivated, rechecked, retired, retire_failing,
+              retire_failed, put_back, rolled_back]
+    required: true
+  plan:
+    description: The plan, as M(rekey.aws.rotation_plan) or the previous event returned it.
+    type: dict
+    required: true
+  verifying:
+    description: With V(verified) and V(distributing), the users whose new keys were verified.
+    type: list
+    elements: str
+    default: []
+  results:
+    description: With V(verified), the C(results) of M(rekey.aws.access_key_verify).
+    type: list
+    elements: dict
+    default: []
+  prepare_failure:
+    description: With V(gathered), why prepare failed (C(task), C(msg)), or empty.
+    type: dict
+    default: {}
+  keys_after:
+    description: With V(idle_checked), the C(access_keys) M(rekey.aws.access_key_info) read after the idle window.
+    type: list
+    elements: dict
+    default: []
+  retire:
+    description: With V(rechecked), the role's C(rotate_retire) (V(delete) or V(deactivate)).
+    type: str
+    default: delete
+  registered:
+    description:
+      - What the step's loop registered - the re-checks with V(rechecked), the reactivations with
+        V(retire_failed), the hosts put back with V(put_back), the deleted new keys with V(rolled_back).
+    type: dict
+    default: {}
+  failed_task:
+    description: With V(retire_failed), the name of the task that failed.
+    type: str
+    default: ""
+  failed_result:
+    description: With V(retire_failed), its result.
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Decide per user from the re-checks
+  rekey.aws.rotation_update:
+    event: rechecked
+    plan: "{{ plan }}"
+    registered: "{{ rechecks }}"
+    retire: delete
+  register: step
+"""
+
+RETURN = r"""
+plan:
+  description: The plan after the step (users, entries, targets, and once gathered the hosts' outcomes).
+  returned: success
+  type: dict
+todo:
+  description: What the next steps do, as lists of users with their key ids and the phase to record.
+  returned: success
+  type: dict
+"""

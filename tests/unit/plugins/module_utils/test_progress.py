@@ -1,0 +1,152 @@
+"""The rotation after the plan as a state machine (_progress): what each event does to the plan and
+what it says the next steps do."""
+import pytest
+
+from rotation_fixtures import NOW, OLD, NEW, OTHER, KILLED_RUN
+
+from ansible_collections.rekey.aws.plugins.module_utils import _progress
+
+CUTOVER = "2024-05-31T12:00:00+00:00"
+
+
+def user(name="app", action="rotate", phase="distributing", **fields):
+    p = {"user_name": name, "action": action, "old_key_id": OLD, "new_key_id": NEW if action == "rotate" else None,
+         "target_key_id": NEW, "phase": phase, "reason": "", "resume": {"mode": "none"}}
+    p.update(fields)
+    return p
+
+
+def plan(*users, **fields):
+    p = {"users": dict((u["user_name"], u) for u in users), "errors": [],
+         "entries": [{"host": "web1", "name": "app", "iam_user": "app"}, {"host": "web2", "name": "app", "iam_user": "app"}],
+         "targets": ["web1", "web2"]}
+    p.update(fields)
+    return p
+
+
+UPDATED = {"status": "updated", "phase": "checked", "failure": {}, "existed": {"app": True}}
+
+
+def test_verified_records_the_keys_that_work_and_refuses_a_store_holding_another():
+    p, todo = _progress.verified(plan(user(phase="key_stored")), ["app"],
+                                 [{"access_key_id": NEW, "seconds": 3.5, "attempts": 4}])
+    assert (p["users"]["app"]["phase"], p["users"]["app"]["verify_seconds"]) == ("key_verified", 3.5)
+    assert todo["records"] == [{"user_name": "app", "phase": "key_verified", "old_key_id": OLD, "new_key_id": NEW}]
+    with pytest.raises(_progress.ProgressError, match="The secret store holds %s but this run created %s" % (OTHER, NEW)):
+        _progress.verified(plan(user(phase="key_stored")), ["app"], [{"access_key_id": OTHER, "seconds": 1, "attempts": 1}])
+
+
+def test_a_rotation_resumed_while_distributing_is_not_recorded_back_at_key_verified():
+    resumed = user(phase="key_stored", resume={"mode": "continue", "phase": "distributing", "run_id": KILLED_RUN})
+    _p, todo = _progress.verified(plan(resumed), ["app"], [{"access_key_id": NEW, "seconds": 1, "attempts": 1}])
+    assert todo["records"] == []
+    p, _todo = _progress.distributing(_p, ["app"])
+    assert p["users"]["app"]["phase"] == "distributing"
+
+
+@pytest.mark.parametrize("outcomes,failure,ok", [
+    ({"web1": UPDATED, "web2": UPDATED}, {}, True),
+    ({"web1": UPDATED}, {}, False),  # web2 never heard from
+    ({"web1": UPDATED, "web2": dict(UPDATED, status="rolled_back")}, {}, False),
+    ({"web1": UPDATED, "web2": UPDATED}, {"task": "t", "msg": "m"}, False),
+])
+def test_gathered_says_whether_the_rollout_is_complete(outcomes, failure, ok):
+    p, todo = _progress.gathered(plan(user(), user("ops", "retire")), outcomes, failure, NOW)
+    assert p["rollout_ok"] is ok and p["outcomes"]["web2"]["status"] == outcomes.get("web2", {}).get("status", "not_reached")
+    assert p["retiring"] == (["app", "ops"] if ok else [])
+    assert todo["records"] == ([{"user_name": "app", "phase": "distributed", "old_key_id": OLD, "new_key_id": NEW}]
+                               if ok else [])
+    assert p["cutover"] == "2024-05-31T12:00:00+00:00"
+
+
+def finishing(*users):
+    p, _todo = _progress.gathered(plan(*users), {"web1": UPDATED, "web2": UPDATED}, {}, NOW)
+    return p
+
+
+def test_an_old_key_used_after_the_cutover_is_not_deactivated():
+    used = {"user_name": "app", "access_key_id": OLD, "last_used_date": "2024-05-31T12:00:05+00:00",
+            "last_used_service": "s3", "last_used_region": "eu-west-1"}
+    p, todo = _progress.idle_checked(finishing(user(), user("ops", "retire", old_key_id=OTHER)), [used])
+    assert list(p["in_use"]) == ["app"] and "was used at 2024-05-31T12:00:05+00:00 by s3" in p["in_use"]["app"]
+    assert [r["user_name"] for r in todo["deactivate"]] == ["ops"]
+    assert todo["records"] == []  # a named key's retirement writes no state
+    p, _todo = _progress.deactivated(p, NOW)
+    assert (p["users"]["app"]["result"], p["users"]["app"]["phase"]) == ("old_key_in_use", "distributed")
+    assert p["users"]["ops"]["phase"] == "old_deactivated"
+
+
+def deactivated(*users):
+    p, _todo = _progress.idle_checked(finishing(*users), [])
+    p, _todo = _progress.deactivated(p, NOW)
+    return p
+
+
+@pytest.mark.parametrize("retire", ["delete", "deactivate"])
+def test_rechecked_reactivates_users_with_a_failed_check_and_retires_the_others(retire):
+    failing = {"host": "web2", "consumer": "billing", "iam_user": "billing", "check": "GET u", "got": "HTTP 403",
+               "output": "web2 billing: refused"}
+    p = deactivated(user(), user("billing"))
+    registered = {"results": [{"item": "web1", "health_failures": []}, {"item": "web2", "health_failures": [failing]},
+                              {"item": "web3", "skipped": True}]}
+    p, todo = _progress.rechecked(p, _progress.from_rechecks(registered), retire)
+    assert p["users"]["app"]["old_key_checked"] is True and "old_key_checked" not in p["users"]["billing"]
+    assert [r["user_name"] for r in todo["reactivate"]] == ["billing"]
+    assert [(r["user_name"], r["phase"]) for r in todo["back"]] == [("billing", "distributed")]
+    assert [r["user_name"] for r in todo["delete"]] == (["app"] if retire == "delete" else [])
+    assert [(r["user_name"], r["phase"]) for r in todo["retired"]] == ([("app", "old_retired")] if retire == "delete" else [])
+    assert todo["finished"] == ["app"]
+    p, _todo = _progress.retired(p)
+    assert (p["users"]["app"]["result"], p["users"]["app"]["phase"]) == ("rotated", "old_retired")
+    assert p["users"]["billing"]["result"] == "failed_after_deactivation"
+    assert "web2 billing: refused" in p["users"]["billing"]["message"]
+
+
+def test_an_unexpected_failure_while_retiring_reactivates_only_unchecked_keys():
+    p = deactivated(user(), user("billing"))
+    p, _todo = _progress.rechecked(p, [], "delete")  # both checked
+    p["users"]["app"].pop("old_key_checked")  # app's check did not happen
+    _p, todo = _progress.retire_failing(p)
+    assert [r["user_name"] for r in todo["reactivate"]] == ["app"]
+    registered = {"results": [{"item": todo["reactivate"][0], "changed": True, "failed": False}]}
+    p, todo = _progress.retire_failed(p, "Delete the old keys", {"msg": "AccessDenied iam:DeleteAccessKey"},
+                                      _progress.from_reactivations(registered))
+    assert p["users"]["app"]["result"] == "failed" and "was reactivated" in p["users"]["app"]["message"]
+    assert "stays Inactive" in p["users"]["billing"]["message"]
+    assert [(r["user_name"], r["phase"]) for r in todo["records"]] == [("app", "distributed")]
+
+
+def test_retire_failing_before_the_rollout_was_gathered_reactivates_nothing():
+    assert _progress.retire_failing(plan(user()))[1] == {"reactivate": []}
+
+
+def test_put_back_then_rolled_back():
+    p, _todo = _progress.gathered(plan(user()), {"web1": UPDATED, "web2": dict(UPDATED, status="failed", phase="writing")},
+                                  {}, NOW)
+    registered = {"results": [{"item": "web1", "problems": []}]}
+    p, todo = _progress.put_back(p, _progress.from_put_back(registered))
+    assert p["outcomes"]["web1"]["status"] == "rolled_back"
+    assert [r["user_name"] for r in todo["discard"]] == ["app"]
+    p, todo = _progress.rolled_back(p, _progress.from_deleted({"results": [{"item": todo["discard"][0]}]}))
+    assert (p["users"]["app"]["result"], p["users"]["app"]["phase"]) == ("rolled_back", "rolled_back")
+    assert [(r["user_name"], r["phase"]) for r in todo["records"]] == [("app", "rolled_back")]
+
+
+def test_a_host_that_could_not_be_put_back_keeps_the_new_key():
+    p, _todo = _progress.gathered(plan(user()), {"web1": UPDATED, "web2": dict(UPDATED, status="failed")}, {}, NOW)
+    registered = {"results": [{"item": "web1", "failed": True, "msg": "unreachable"}]}
+    p, todo = _progress.put_back(p, _progress.from_put_back(registered))
+    assert p["outcomes"]["web1"] == dict(UPDATED, status="rollback_failed", rollback=["web1: unreachable"])
+    assert todo["discard"] == []
+    p, todo = _progress.rolled_back(p, [])
+    assert p["users"]["app"]["result"] == "rollback_incomplete" and "web1 may hold it" in p["users"]["app"]["message"]
+    assert todo["records"] == []
+
+
+def test_a_resumed_rotation_keeps_its_new_key_after_a_failed_rollout():
+    resumed = user(resume={"mode": "continue", "phase": "distributing", "run_id": KILLED_RUN})
+    p, _todo = _progress.gathered(plan(resumed), {"web1": dict(UPDATED, status="failed", phase="started")}, {}, NOW)
+    p, todo = _progress.put_back(p, {})
+    assert todo["discard"] == []
+    p, _todo = _progress.rolled_back(p, [])
+    assert p["users"]["app"]["result"] == "rollback_incomplete" and KILLED_RUN in p["users"]["app"]["message"]
