@@ -21,7 +21,8 @@ from ansible_collections.rekey.aws.plugins.module_utils import _rollout
 
 ARGUMENT_SPEC = {
     "consumers": {"type": "list", "elements": "dict", "required": True},
-    "state": {"type": "str", "choices": ["updated", "restored", "checked", "cleaned"], "default": "updated"},
+    "state": {"type": "str", "choices": ["updated", "restored", "checked", "prechecked", "cleaned"],
+              "default": "updated"},
     "store": {"type": "dict", "default": {}},
     "existed": {"type": "dict", "default": {}},
     "users": {"type": "dict", "required": True},
@@ -54,6 +55,11 @@ class ActionModule(ActionBase):
                 result.update(problems=problems, changed=changed)
             elif args["state"] == "checked":
                 result["health_failures"] = self._health(consumers, "target_key_id")
+            elif args["state"] == "prechecked":
+                result["health_failures"] = self._health(consumers, None, existing_files_only=True)
+                refusal = rollout.precheck_refusal(result["health_failures"])
+                if refusal:
+                    result.update(failed=True, msg=refusal)
             else:
                 cleaned = self._module("rekey.aws.consumer_files", {
                     "state": "cleaned", "consumers": rollout.with_cleanup(consumers, users)})
@@ -116,8 +122,8 @@ class ActionModule(ActionBase):
                 problems.append(problem)
         return problems
 
-    def _health(self, consumers, key_field):
-        checks = rollout.health_checks(consumers, key_field)
+    def _health(self, consumers, key_field, existing_files_only=False):
+        checks = rollout.health_checks(consumers, key_field, existing_files_only=existing_files_only)
         if not checks:
             return []
         found = self._module("rekey.aws.consumer_health", {"checks": checks, "interval_s": self._interval})

@@ -6,6 +6,7 @@
 """The health checks of a host's consumers, run by rekey.aws.consumer_health on the host: every
 check at once, each retried within its own budget. Standard library only (targets have no boto3)."""
 
+import os
 import shlex
 import subprocess
 import threading
@@ -63,7 +64,7 @@ def _run(command, timeout):
         output = (done.stderr + b" " + done.stdout).decode("utf-8", "replace")
         return done.returncode, output
     except subprocess.TimeoutExpired:
-        return "timeout", "no exit within %.0f s" % timeout
+        return "timeout", "no exit within %.1f s" % timeout
     except OSError as error:
         return "?", str(error)
 
@@ -77,19 +78,26 @@ def attempt(check, left):
     return command_verdict(rc, output)
 
 
-def run_check(check, started, interval, once, clock=time.monotonic, sleep=time.sleep, try_=attempt):
+def run_check(check, started, interval, once, clock=time.monotonic, sleep=time.sleep, try_=attempt,
+              exists=os.path.exists):
     """Try a check until it is healthy or its budget (timeout_s from started) is spent; one try
-    only with once. Returns {name, check, healthy, got, attempts, output}."""
+    only with once. A check whose `requires` file does not exist is not run (healthy: its app has
+    no key file yet). Returns {name, check, healthy, got, attempts, output}."""
+    what, expected = describe(check)
+    if check.get("requires") and not exists(check["requires"]):
+        got = "not run: %s does not exist yet" % check["requires"]
+        return {"name": check["name"], "check": what, "healthy": True, "got": got, "attempts": 0,
+                "output": "%s: %s" % (check["name"], got)}
     attempts = 0
     while True:
         attempts += 1
-        left = check["timeout_s"] - (clock() - started)
-        healthy, got = try_(check, left)
+        healthy, got = try_(check, check["timeout_s"] - (clock() - started))
         left = check["timeout_s"] - (clock() - started)
         if healthy or once or left <= 0:
             break
         sleep(min(interval, left))
-    what, expected = describe(check)
+        if check["timeout_s"] - (clock() - started) <= 0:
+            break
     return {"name": check["name"], "check": what, "healthy": healthy, "got": got, "attempts": attempts,
             "output": "%s: %s, got %s (%s attempts)" % (check["name"], expected, got, attempts)}
 

@@ -42,19 +42,21 @@ def apply_problem(host, a, result):
     return "%s: %s: %s" % (host, apply_target(a), truncate(detail, 300))
 
 
-def health_checks(consumers, key_field, only_key_checks=False):
+def health_checks(consumers, key_field, only_key_checks=False, existing_files_only=False):
     """The checks of these consumers for rekey.aws.consumer_health; the key id an app must use is
-    in each consumer's key_field (target_key_id, or old_key_id after a rollback). only_key_checks:
-    just the URL checks that prove which key the app uses."""
+    in each consumer's key_field (target_key_id, or old_key_id after a rollback; None: any key).
+    only_key_checks: just the URL checks that prove which key the app uses. existing_files_only:
+    a consumer whose file does not exist yet is not checked (before the rotation creates it)."""
     out = []
     for c in consumers:
-        expect = (c.get(key_field) or "") if flag(c.get("health_expect_key_id")) else ""
+        requires = {"requires": c["path"]} if existing_files_only else {}
+        expect = (c.get(key_field) or "") if key_field and flag(c.get("health_expect_key_id")) else ""
         timeout = max(whole(c.get("health_timeout_s")), 1)
         if c.get("health_url") and (expect or not only_key_checks):
-            out.append({"name": c["name"], "url": c["health_url"], "status": whole(c.get("health_status") or 200),
-                        "expect": expect, "timeout_s": timeout})
+            out.append(dict(requires, name=c["name"], url=c["health_url"], status=whole(c.get("health_status") or 200),
+                            expect=expect, timeout_s=timeout))
         if c.get("health_command") and not only_key_checks:
-            out.append({"name": c["name"], "command": c["health_command"], "timeout_s": timeout})
+            out.append(dict(requires, name=c["name"], command=c["health_command"], timeout_s=timeout))
     return out
 
 
@@ -65,6 +67,16 @@ def health_failures(host, consumers, results):
     return [{"host": host, "consumer": r["name"], "iam_user": users.get(r["name"]), "check": r["check"],
              "got": r["got"], "output": "%s %s" % (host, r["output"])}
             for r in results if not r["healthy"]]
+
+
+def precheck_refusal(failures):
+    """The refusal when a consumer is not healthy on the key it uses now, before any write: its
+    check could not prove the new key either."""
+    if not failures:
+        return None
+    return ("Nothing was changed. These health checks fail on the key in use now, so they cannot prove a new key: "
+            "%s. Fix the check (health_url, health_command) or the app, then run again."
+            % "; ".join(f["output"] for f in failures))
 
 
 def unreachable_failures(host, consumers, msg):

@@ -26,6 +26,8 @@ options:
     description:
       - The checks, each with C(name) (the consumer), C(timeout_s), and either C(url) with
         C(status) and C(expect) (text the body must contain, empty for none) or C(command).
+      - A check with C(requires), a path, is not run (and counts as passed) while that file does
+        not exist (a consumer whose key file the rotation will create).
     type: list
     elements: dict
     required: true

@@ -23,6 +23,10 @@ description:
     applies those it changed and checks health on the old key.
   - With O(state=checked), runs the health checks on the new key, for example after the old key
     was deactivated.
+  - With O(state=prechecked), runs the health checks on whatever key the apps use now, and fails
+    when one does not pass, before anything is written - a check that fails now could not prove the
+    new key either (a wrong URL or port, an app already down, an unreachable host). A consumer
+    whose file does not exist yet is not checked.
   - With O(state=cleaned), removes the backups, which hold the old secret.
   - The secret is never in the result, a diff or a file left behind. The host needs no boto3.
 author:
@@ -53,7 +57,7 @@ options:
   state:
     description: What to do, see the description.
     type: str
-    choices: [updated, restored, checked, cleaned]
+    choices: [updated, restored, checked, prechecked, cleaned]
     default: updated
   store:
     description:
@@ -129,8 +133,8 @@ problems:
   type: list
   elements: str
 health_failures:
-  description: With O(state=checked), the failed checks (host, consumer, iam_user, check, got, output).
-  returned: when state is checked
+  description: With O(state=checked) or O(state=prechecked), the failed checks (host, consumer, iam_user, check, got, output).
+  returned: when state is checked or prechecked
   type: list
   elements: dict
 """

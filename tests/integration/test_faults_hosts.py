@@ -424,9 +424,10 @@ def test_health_check_times_out_on_host_3(clean):
 
 def test_host_unreachable_before_the_rollout(clean):
     """sshd on host 3 stops answering before the run; its app keeps serving on the old key.
-    Decided: the rollout checks that every host it must update answers before it touches the
-    first one; here none is touched, the new key is deleted, and the old key (which host 3 still
-    uses) stays Active. Never: retire the old key while a consumer host was not updated."""
+    Decided: every consumer's health check runs on every host of the rollout before any IAM
+    write; host 3 does not answer, so the run is refused: no key is created, no host touched, and
+    the old key (which host 3 still uses) stays Active. Never: retire the old key while a
+    consumer host was not updated."""
     lab = clean
     user, old = lab.seed()
     down = lab.hosts[2]
@@ -438,12 +439,12 @@ def test_host_unreachable_before_the_rollout(clean):
     finally:
         sshd_resume(lab.fleet, down)
 
-    assert_rolled_back(observed, old["AccessKeyId"])
+    assert observed.run.rc != 0, observed.explain()
     entry = observed.entry
-    assert entry["hosts_rolled_back"] == [] and entry["hosts_updated"] == [], entry
-    assert [f["host"] for f in entry["hosts_failed"]] == [down], entry
+    assert entry["result"] == "refused" and entry["new_key_id"] is None, entry
+    assert observed.keys == {old["AccessKeyId"]: "Active"} and observed.iam.max_keys == 1, observed.iam.seen
     failure = observed.failure()
-    assert down in failure and "unreachable" in failure, failure
+    assert "refused before any change" in failure and f"{down} demoapp: host unreachable" in failure, failure
     assert untouched(lab, lab.hosts) == before
     assert_invariants(observed)
     assert observed.totals["overall"]["auth_failures"] == 0 and observed.totals["overall"]["gaps"] == 0

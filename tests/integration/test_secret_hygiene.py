@@ -147,14 +147,12 @@ def backup_dir(fleet: Fleet, host) -> Path:
 
 
 class BackupWatcher:
-    """Polls the backup dir and the hosts' credentials dirs while a run goes on, and records the
-    last (mode, owner, holds any byte) seen of every file other than the credentials files
-    themselves. The last, not every one: ansible.builtin.copy makes a backup 0644 for an instant
-    before its chmod to 0600 (inside the 0700 backup dir); see README, "Not supported yet"."""
+    """Polls the backup dir and the hosts' credentials dirs while a run goes on, and records every
+    (mode, owner, holds any byte) seen of every file other than the credentials files themselves."""
 
     def __init__(self, fleet: Fleet):
         self.fleet = fleet
-        self.seen: dict[str, tuple[int, str, bool]] = {}
+        self.seen: dict[str, set[tuple[int, str, bool]]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="backup-watcher", daemon=True)
 
@@ -180,7 +178,7 @@ class BackupWatcher:
                     owner = pwd.getpwuid(st.st_uid).pw_name
                 except KeyError:
                     owner = str(st.st_uid)
-                self.seen[str(path)] = (stat.S_IMODE(st.st_mode), owner, st.st_size > 0)
+                self.seen.setdefault(str(path), set()).add((stat.S_IMODE(st.st_mode), owner, st.st_size > 0))
             self._stop.wait(0.02)
 
     def __enter__(self):
@@ -212,7 +210,7 @@ class Rotations:
     secrets: dict[str, str]  # "lab's first secret" / "new secret of run 1" / ...: the value
     key_ids: list[str]
     since: float
-    backups_seen: dict[str, tuple[int, str, bool]]
+    backups_seen: dict[str, set[tuple[int, str, bool]]]
 
     @property
     def needles(self) -> list[Needle]:
@@ -398,6 +396,8 @@ def test_hosts_keep_a_0600_app_owned_file_and_no_backup(rotations):
     # own as soon as they held a byte (a temporary file is made 0600 by root, then given to the
     # app's user before anything is written: seen empty in between, it held nothing).
     assert rot.backups_seen, "no backup of this lab's hosts was seen in their backup dirs during the runs"
-    wide = {path: f"{mode:04o} {owner}{'' if full else ' (empty)'}" for path, (mode, owner, full) in rot.backups_seen.items()
-            if mode != 0o600 or (owner != APP_USER and full)}
+    wide = {path: sorted(f"{mode:04o} {owner}{'' if full else ' (empty)'}" for mode, owner, full in seen
+                         if mode != 0o600 or (owner != APP_USER and full))
+            for path, seen in rot.backups_seen.items()}
+    wide = {path: found for path, found in wide.items() if found}
     assert wide == {}, f"backups or temporary files not 0600 {APP_USER}: {wide}"

@@ -322,3 +322,38 @@ def test_check_mode_writes_nothing(host):
     result = consumer_files.run(Module(check_mode=True, state="written", consumers=[c]))
     assert result == {"files": [{"name": "app", "existed": False, "changed": True}], "problems": []}
     assert os.listdir(host / "etc") == [] and os.listdir(host / "backups") == []
+
+
+def test_the_check_before_any_write_accepts_any_key_and_refuses_naming_each_failure():
+    assert rollout.health_checks([entry("a")], None)[0]["expect"] == ""
+    assert rollout.precheck_refusal([]) is None
+    refusal = rollout.precheck_refusal([{"output": "web1 a: health check GET u expected HTTP 200, got no answer"},
+                                        {"output": "web2 a: host unreachable: gone"}])
+    assert refusal.startswith("Nothing was changed. These health checks fail on the key in use now")
+    assert "web1 a: health check GET u" in refusal and "web2 a: host unreachable: gone" in refusal
+
+
+def test_a_check_whose_file_does_not_exist_yet_is_not_run(tmp_path):
+    check = {"name": "app", "command": "false", "timeout_s": 5, "requires": str(tmp_path / "missing")}
+    r = health.run_check(check, 0, 1, False, try_=lambda c, left: pytest.fail("the check ran"))
+    assert (r["healthy"], r["attempts"]) == (True, 0) and "does not exist yet" in r["got"]
+    present = tmp_path / "present"
+    present.write_text("x")
+    r = health.run_check(dict(check, requires=str(present)), 0, 1, True, clock=lambda: 0,
+                         try_=lambda c, left: (False, "exit 1"))
+    assert (r["healthy"], r["attempts"]) == (False, 1)
+    assert [c.get("requires") for c in rollout.health_checks([entry("a")], None, existing_files_only=True)] == [
+        "/etc/a/aws.env"]
+
+
+def test_no_try_starts_once_the_budget_is_spent():
+    clock = Clock()
+
+    def fail(check, left):
+        assert left > 0, "a try started with no budget left"
+        clock.now += 1.5
+        return False, "HTTP 503"
+
+    check = {"name": "app", "url": "http://h/health", "status": 200, "expect": "", "timeout_s": 4}
+    r = health.run_check(check, clock(), 1, False, clock=clock, sleep=clock.sleep, try_=fail)
+    assert r["healthy"] is False and r["attempts"] == 2
