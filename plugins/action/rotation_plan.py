@@ -44,6 +44,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         dummy, args = self.validate_argument_spec(ARGUMENT_SPEC)
+        args["settings"] = _preflight.normalized(args["settings"])
         inventory = self._inventory(task_vars)
         if args["step"] == "check":
             return dict(result, **self._check(args, inventory))

@@ -3,9 +3,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # Internal to rekey.aws: not a public API, may change without notice.
-"""Role variables read the way the role reads them: extra vars given as key=value arrive as
-strings, so numbers and booleans are converted once, as Ansible's int and bool filters do; and
-values quoted in messages as its to_json filter quotes them."""
+"""Role variables read the way the role reads them: extra vars given as key=value, and AWX survey
+answers, arrive as strings, so numbers and booleans are converted once, as Ansible's int and bool
+filters do, and a list may be given as a comma-separated string; values are quoted in messages as
+its to_json filter quotes them."""
 
 import json
 
@@ -35,3 +36,13 @@ def flag(value):
     if isinstance(value, str):
         value = value.lower()
     return value in ("yes", "on", "1", "true", 1)
+
+
+def names(value):
+    """A list of names: a list as it is, a comma-separated string (an AWX survey's text field, or
+    -e name=a,b) split and trimmed, nothing as []."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value)

@@ -10,13 +10,22 @@ users the run selects. Plain dicts in and out; no AWS call, no boto3 import."""
 import os.path
 
 from ansible_collections.rekey.aws.plugins.module_utils import _consumers
-from ansible_collections.rekey.aws.plugins.module_utils._coerce import to_json, whole
+from ansible_collections.rekey.aws.plugins.module_utils._coerce import names, to_json, whole
 from ansible_collections.rekey.aws.plugins.module_utils._keys import KEY_ID_RE
 
 # (role variable, least whole number it may be)
 LEAST = (("rotate_max_age_days", 0), ("rotate_prune_unused_days", 0), ("rotate_verify_consecutive", 1),
          ("rotate_verify_timeout_s", 1), ("rotate_idle_window_s", 0), ("rotate_deactivate_settle_s", 0),
          ("rotate_health_interval_s", 1))
+
+
+# Role variables that are lists, also given as comma-separated strings.
+LISTS = ("rotate_users", "rotate_retire_key_ids")
+
+
+def normalized(settings):
+    """The role variables with every list variable a list."""
+    return dict(settings, **dict((name, names(settings.get(name))) for name in LISTS))
 
 
 def report_path(pattern, run_id, expanduser=os.path.expanduser):

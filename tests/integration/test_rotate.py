@@ -375,7 +375,8 @@ def test_check_mode_shows_the_plan_and_writes_nothing(clean):
     other = lab.ep.new_user("other")  # referenced by a consumer, but left out with rotate_users
     consumers = everywhere(lab, demo_consumer(user))
     consumers[lab.hosts[0]] = consumers[lab.hosts[0]] + [sts_check_consumer(other, "other", "/etc/demoapp/other")]
-    run = lab.run(consumers, check=True, rotate_force=True, rotate_users=[user])
+    # As an AWX survey's text field gives it: a comma-separated string.
+    run = lab.run(consumers, check=True, rotate_force=True, rotate_users=f"{user}, ")
     assert run.rc == 0, explain(run)
     assert lab.ep.write_counts() == {}
     assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
@@ -389,3 +390,11 @@ def test_check_mode_shows_the_plan_and_writes_nothing(clean):
     assert unknown.rc != 0
     failure = unknown.task("rekey.aws.rotate : Check the variables and every consumer before any write")["result"]["msg"]
     assert 'rotate_users names "nobody-holds-this" but no consumer' in failure and user in failure
+
+    # A Limit that leaves out localhost (an AWX job template's Limit, say) fails at once: never a
+    # green run that did nothing.
+    limited = lab.run(consumers, args=["--limit", lab.hosts[0]], rotate_force=True)
+    assert limited.rc != 0
+    failure = limited.task("Stop when --limit leaves out localhost")["result"]["msg"]
+    assert f"--limit {lab.hosts[0]} leaves out localhost" in failure, failure
+    assert lab.ep.write_counts() == {} and lab.keys(user) == {old["AccessKeyId"]: "Active"}

@@ -119,3 +119,15 @@ def test_selected_users():
                 "b": {"rotate_consumers": [consumer(user="app"), "junk"]}}
     assert _preflight.selected_users([], ["a", "b"], hostvars) == ["app", "zed"]
     assert _preflight.selected_users(["zed", "zed"], ["a", "b"], hostvars) == ["zed"]
+
+
+@pytest.mark.parametrize("given,expected", [
+    (["app", "billing"], ["app", "billing"]),
+    ("app", ["app"]),
+    ("app, billing ,", ["app", "billing"]),  # an AWX survey's text field
+    ("", []), (None, []), ([], []),
+])
+def test_list_variables_also_come_as_comma_separated_strings(given, expected):
+    s = _preflight.normalized(settings(rotate_users=given, rotate_retire_key_ids=given))
+    assert s["rotate_users"] == expected and s["rotate_retire_key_ids"] == expected
+    assert _preflight.selected_users(s["rotate_users"], [], {}) == sorted(set(expected))
