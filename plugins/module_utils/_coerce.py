@@ -46,3 +46,11 @@ def names(value):
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return list(value)
+
+
+def truncate(text, length):
+    """As Jinja's truncate filter: unchanged up to length + 5 characters, else cut at a word
+    boundary before length - 3 and ended with '...'."""
+    if len(text) <= length + 5:
+        return text
+    return text[:length - 3].rsplit(" ", 1)[0] + "..."

@@ -15,15 +15,10 @@ import time
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError, SSLValidationError, open_url
 
+from ansible_collections.rekey.aws.plugins.module_utils._coerce import truncate
+
 MAX_BODY = 65536
 MAX_REQUEST_S = 5
-
-
-def truncate(text, length):
-    """As Jinja's truncate filter (the role's messages used it)."""
-    if len(text) <= length + 5:
-        return text
-    return text[:length - 3].rsplit(" ", 1)[0] + "..."
 
 
 def http_verdict(check, status, body, error):

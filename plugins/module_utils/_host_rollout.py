@@ -7,8 +7,7 @@
 which services to apply (each once), which health checks to run, the outcome of the host and
 the messages naming host, consumer, file and cause. Plain dicts in and out; never a secret."""
 
-from ansible_collections.rekey.aws.plugins.module_utils._coerce import flag, whole
-from ansible_collections.rekey.aws.plugins.module_utils._outcome import truncate
+from ansible_collections.rekey.aws.plugins.module_utils._coerce import flag, truncate, whole
 
 
 def being_distributed(consumers):

@@ -11,18 +11,11 @@ rollback incomplete), with the phase each reached (one of _rotation.PHASES).
 Results of Ansible tasks come in as the plain dicts they register (item, failed, unreachable,
 status, msg, ...). Dates are passed in; no clock is read. No AWS call, no boto3 import."""
 
+from ansible_collections.rekey.aws.plugins.module_utils._coerce import truncate
 from ansible_collections.rekey.aws.plugins.module_utils._keys import utc
 
 HOST_STATUSES = ("started", "updated", "failed", "rolled_back", "rollback_failed", "not_reached")
 NOT_REACHED = {"status": "not_reached", "phase": "none", "failure": {}}
-
-
-def truncate(text, length):
-    """As Jinja's truncate filter: unchanged up to length + 5 characters, else cut at a word
-    boundary before length - 3 and ended with '...'."""
-    if len(text) <= length + 5:
-        return text
-    return text[:length - 3].rsplit(" ", 1)[0] + "..."
 
 
 def _text(value):
