@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The collection as users get it: usage tools/check_tarball.sh [OUT_DIR] (default .build/tarball)
+# The collection as users get it: usage tools/check_tarball.sh [--install-to DIR] [OUT_DIR]
+# (OUT_DIR default .build/tarball)
 # 1. builds the tarball from the working tree and lists it: fails, naming the path, when anything
 #    galaxy.yml's build_ignore should leave out is inside (venvs, caches, tools/, tests/, the
 #    molecule scenario, ...), or when a file the collection needs is missing;
@@ -7,15 +8,25 @@
 #    and runs ansible-doc, with ANSIBLE_COLLECTIONS_PATH set to that path only, for every module in
 #    plugins/modules, every lookup plugin and the role: each must render, from the installed copy.
 # Everything is written under OUT_DIR/run-XXXXXX (ANSIBLE_HOME too), removed when the check passes.
+# With --install-to DIR, step 2 installs into DIR (an empty or new directory, kept) and stops there:
+# tests/integration/test_awx_runner.py runs a rotation from that installed copy.
 # VENV (default .venv) holds ansible-galaxy and ansible-doc.
 set -euo pipefail
 me=check_tarball
+install_to=
+if [ "${1:-}" = "--install-to" ]; then
+    install_to=${2:?--install-to needs a directory}
+    shift 2
+fi
 out=${1:-.build/tarball}
 # shellcheck source=tools/check_common.sh
 . "$(dirname "$0")/check_common.sh"
 
-mkdir -p "$work/collections"
-export ANSIBLE_COLLECTIONS_PATH="$work/collections"
+collections=${install_to:-$work/collections}
+mkdir -p "$collections"
+[ -z "$(ls -A "$collections")" ] || fail "$collections is not empty: the collections path must be clean"
+collections=$(cd "$collections" && pwd)
+export ANSIBLE_COLLECTIONS_PATH="$collections"
 
 # 1. Build from the working tree and list the tarball.
 run build.log "$venv/bin/ansible-galaxy" collection build --output-path "$work/build" "$repo"
@@ -60,9 +71,13 @@ done
 echo "$me: $(basename "$tarball"): $(wc -l < "$work/contents.txt") entries, nothing build_ignore should leave out"
 
 # 2. Install into a clean collections path; ansible-doc from there only.
-run install.log "$venv/bin/ansible-galaxy" collection install --offline -p "$work/collections" "$tarball"
-installed="$work/collections/ansible_collections/rekey/aws"
+run install.log "$venv/bin/ansible-galaxy" collection install --offline -p "$collections" "$tarball"
+installed="$collections/ansible_collections/rekey/aws"
 [ -f "$installed/MANIFEST.json" ] || fail "ansible-galaxy installed nothing at $installed"
+if [ -n "$install_to" ]; then
+    echo "$me: $(basename "$tarball") installed at $installed"
+    exit 0
+fi
 
 cd "$work"   # not the checkout: nothing there may be found by accident
 for m in "${modules[@]}"; do run "doc-$m.txt" "$venv/bin/ansible-doc" -t module "rekey.aws.$m"; done
