@@ -113,17 +113,20 @@ def key_findings(key, held, statuses, active_of_user, max_age_days, unused_days,
     Active keys its user has."""
     out = []
     active = key["status"] == "Active"
+    # A key the inventory's consumers hold is deleted by a rotation, never on the audit's word.
+    idle_advice = ("its consumers hold it: check that they still need it, else remove them and retire it"
+                   if active and held else "if nothing needs it, deactivate and delete it")
     if active and whole(key["age_days"]) >= whole(max_age_days):
         out.append((DUE, "due for rotation: %s days old (rotate_max_age_days %s)" % (key["age_days"],
                                                                                     whole(max_age_days))))
     if not key.get("last_used_date"):
-        out.append((NEVER_USED, "never used in the %s days since it was created: if nothing needs it, "
-                                "deactivate and delete it" % key["age_days"]))
+        out.append((NEVER_USED, "never used in the %s days since it was created: %s" % (key["age_days"],
+                                                                                        idle_advice)))
     else:
         idle = days_since(key["last_used_date"], now)
         if idle >= whole(unused_days):
-            out.append((UNUSED, "unused for %s days (%s %s): if nothing needs it, deactivate and delete it"
-                                % (idle, UNUSED_DAYS_VAR, whole(unused_days))))
+            out.append((UNUSED, "unused for %s days (%s %s): %s" % (idle, UNUSED_DAYS_VAR, whole(unused_days),
+                                                                    idle_advice)))
     if active and active_of_user >= 2:
         out.append((TWO_ACTIVE, "its user %s has two Active keys: retire one (a rotation needs "
                                 "rotate_retire_key_ids to go on)" % key["user_name"]))

@@ -139,13 +139,14 @@ def test_consumers_and_hosts_of_a_key_and_the_instance_role_advice():
     assert "give them an instance role and drop this key: no other host holds it" in alone["findings"][0]["message"]
 
 
-def test_messages_name_the_numbers():
+def test_messages_name_the_numbers_and_spare_a_key_that_consumers_hold():
     _got, found = findings([key(OLD, age=100, used=50), key(OTHER, user="nobody", age=7)], APP, max_age=90,
                           unused=45)
     messages = [f["message"] for k in found for f in k["findings"]]
     assert messages == [
         "due for rotation: 100 days old (rotate_max_age_days 90)",
-        "unused for 50 days (audit_unused_days 45): if nothing needs it, deactivate and delete it",
+        "unused for 50 days (audit_unused_days 45): its consumers hold it: check that they still need it, else "
+        "remove them and retire it",
         "never used in the 7 days since it was created: if nothing needs it, deactivate and delete it",
         "no consumer in the inventory holds a key of nobody: what uses it is not rotated by rekey.aws; add its "
         "consumers or retire it",
