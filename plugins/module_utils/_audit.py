@@ -103,8 +103,22 @@ def days_since(value, now):
     return max(0, int((utc(now) - utc(value)).total_seconds() // 86400))
 
 
+# Hosts named in a line before "and N more": a key shared by a whole fleet keeps a short line.
+SHOWN_HOSTS = 5
+
+
+def host_list(hosts, sep=", "):
+    shown = sep.join(hosts[:SHOWN_HOSTS])
+    return shown if len(hosts) <= SHOWN_HOSTS else "%s and %d more" % (shown, len(hosts) - SHOWN_HOSTS)
+
+
 def _consumer_names(held):
-    return ", ".join("%s on %s" % (c["name"], c["host"]) for c in held)
+    """Each consumer name once, with its hosts: "app on web1, web2; env on web1"."""
+    names = []
+    for c in held:
+        if c["name"] not in names:
+            names.append(c["name"])
+    return "; ".join("%s on %s" % (n, host_list([c["host"] for c in held if c["name"] == n])) for n in names)
 
 
 def key_findings(key, held, statuses, active_of_user, max_age_days, unused_days, now):
@@ -137,10 +151,9 @@ def key_findings(key, held, statuses, active_of_user, max_age_days, unused_days,
     if active and ec2_hosts:
         on_ec2 = [c for c in held if c["host"] in ec2_hosts]
         whole_key = len(ec2_hosts) == len(_hosts(held))
-        out.append((INSTANCE_ROLE, "%s %s an EC2 instance (%s): give %s an instance role and drop %s "
-                                   "(consumers %s)"
-                    % (", ".join(ec2_hosts), "is" if len(ec2_hosts) == 1 else "are",
-                       "; ".join(statuses[h]["source"] for h in ec2_hosts),
+        out.append((INSTANCE_ROLE, "%s %s (%s): give %s an instance role and drop %s (consumers %s)"
+                    % (host_list(ec2_hosts), "is an EC2 instance" if len(ec2_hosts) == 1 else "are EC2 instances",
+                       host_list(sorted(set(statuses[h]["source"] for h in ec2_hosts)), "; "),
                        "it" if len(ec2_hosts) == 1 else "them",
                        "this key: no other host holds it" if whole_key else "the key there",
                        _consumer_names(on_ec2))))
@@ -219,7 +232,7 @@ def summary_lines(report):
     counts = ", ".join("%s %d" % (name, len(f[name])) for name in FINDINGS)
     out = ["%d keys: %s" % (len(report["access_keys"]), counts)]
     if f["ec2_hosts"]:
-        out.append("EC2 instances (could use an instance role): %s" % ", ".join(f["ec2_hosts"]))
+        out.append("EC2 instances (could use an instance role): %s" % host_list(f["ec2_hosts"]))
     if f["ec2_unknown_hosts"]:
-        out.append("EC2 unknown (set %s to say): %s" % (EC2_VAR, ", ".join(f["ec2_unknown_hosts"])))
+        out.append("EC2 unknown (set %s to say): %s" % (EC2_VAR, host_list(f["ec2_unknown_hosts"])))
     return out

@@ -135,7 +135,7 @@ def test_consumers_and_hosts_of_a_key_and_the_instance_role_advice():
     assert advice == ("web1 is an EC2 instance (audit_ec2_instance: true): give it an instance role and drop the "
                       "key there (consumers app on web1)")
     _got, [alone] = findings(keys[:1], APP, {"web1": EC2, "web2": EC2})
-    assert "web1, web2 are EC2 instances" not in alone["findings"][0]["message"]
+    assert alone["findings"][0]["message"].startswith("web1, web2 are EC2 instances (audit_ec2_instance: true)")
     assert "give them an instance role and drop this key: no other host holds it" in alone["findings"][0]["message"]
 
 
@@ -181,3 +181,16 @@ def test_lines_name_use_due_holders_and_advice():
         "  - no_consumer: no consumer in the inventory holds a key of nobody: what uses it is not rotated by "
         "rekey.aws; add its consumers or retire it"]
     assert _audit.lines([], 90) == ["no access keys"]
+
+
+def test_a_key_held_by_a_whole_fleet_keeps_short_lines():
+    fleet = ["web%02d" % i for i in range(1, 8)]
+    by_user = {"app": held(*[(h, "app") for h in fleet]) + held(("web01", "env"))}
+    statuses = dict((h, EC2) for h in fleet)
+    [k] = _audit.entries([key(OLD, age=10, used=1)], by_user, statuses, 90, 45, NOW)
+    assert _audit.line(k, 90).endswith("held by app on web01, web02, web03, web04, web05 and 2 more; env on web01")
+    [advice] = k["findings"]
+    assert advice["message"] == (
+        "web01, web02, web03, web04, web05 and 2 more are EC2 instances (audit_ec2_instance: true): give them an "
+        "instance role and drop this key: no other host holds it (consumers app on web01, web02, web03, web04, "
+        "web05 and 2 more; env on web01)")
