@@ -100,6 +100,7 @@ def test_the_audit_maps_consumers_to_hosts_and_advises(lab, tmp_path):
 
     shown = run.task("Show the keys")["result"]["msg"]
     print("\n".join(shown))
-    assert any(held["AccessKeyId"] in line and f"demoapp on {declared}" in line for line in shown), shown
+    [line] = [line for line in shown if held["AccessKeyId"] in line]
+    assert "held by demoapp on " in line and plain in line and declared in line and "ghost" in line, line
     assert "2 keys: due 0, never_used 1, unused 0, two_active_keys 0, no_consumer 1, instance_role 1" in shown
     assert f"EC2 instances (could use an instance role): {declared}" in shown
