@@ -76,8 +76,8 @@ def ec2_from_readings(readings):
             return True, "%s starts with ec2" % field
     read_uuids = [f for f, uuid in uuids if uuid]
     if vendor and (not vendor.lower().startswith("xen") or read_uuids):
-        return False, "DMI sys_vendor %s%s" % (to_json(vendor), ", %s not ec2" % "/".join(read_uuids)
-                                                if read_uuids else "")
+        not_ec2 = ", %s not ec2" % "/".join(read_uuids) if read_uuids else ""
+        return False, "DMI sys_vendor %s%s" % (to_json(vendor), not_ec2)
     if vendor:
         return None, "DMI sys_vendor %s (Xen) and no readable UUID" % to_json(vendor)
     if read_uuids:
@@ -131,8 +131,8 @@ def key_findings(key, held, statuses, active_of_user, max_age_days, unused_days,
     idle_advice = ("its consumers hold it: check that they still need it, else remove them and retire it"
                    if active and held else "if nothing needs it, deactivate and delete it")
     if active and whole(key["age_days"]) >= whole(max_age_days):
-        out.append((DUE, "due for rotation: %s days old (rotate_max_age_days %s)" % (key["age_days"],
-                                                                                    whole(max_age_days))))
+        out.append((DUE, "due for rotation: %s days old (rotate_max_age_days %s)"
+                    % (key["age_days"], whole(max_age_days))))
     if not key.get("last_used_date"):
         out.append((NEVER_USED, "never used in the %s days since it was created: %s" % (key["age_days"],
                                                                                         idle_advice)))

@@ -121,8 +121,8 @@ def test_each_finding(case, keys, by_user, statuses, expected):
 
 def test_all_findings_at_once_in_order():
     got, _found = findings([key(OLD, user="nobody", age=400, used=100), key(NEW, user="nobody", age=400)])
-    assert got == [["due", "unused", "two_active_keys", "no_consumer"], ["due", "never_used", "two_active_keys",
-                                                                            "no_consumer"]]
+    assert got == [["due", "unused", "two_active_keys", "no_consumer"],
+                   ["due", "never_used", "two_active_keys", "no_consumer"]]
 
 
 def test_consumers_and_hosts_of_a_key_and_the_instance_role_advice():
@@ -140,8 +140,8 @@ def test_consumers_and_hosts_of_a_key_and_the_instance_role_advice():
 
 
 def test_messages_name_the_numbers_and_spare_a_key_that_consumers_hold():
-    _got, found = findings([key(OLD, age=100, used=50), key(OTHER, user="nobody", age=7)], APP, max_age=90,
-                          unused=45)
+    _got, found = findings([key(OLD, age=100, used=50), key(OTHER, user="nobody", age=7)], APP,
+                           max_age=90, unused=45)
     messages = [f["message"] for k in found for f in k["findings"]]
     assert messages == [
         "due for rotation: 100 days old (rotate_max_age_days 90)",

@@ -19,4 +19,3 @@ def test_a_missing_or_unreadable_value_says_why(tmp_path):
     assert host_dmi_info.read(str(tmp_path / "absent")) == (None, "missing")
     value, why = host_dmi_info.read(str(tmp_path))  # a directory: open() fails like an unreadable file
     assert value is None and why == "Is a directory"
-
