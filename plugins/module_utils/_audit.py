@@ -72,7 +72,8 @@ def ec2_from_readings(readings):
     if _INSTANCE_ID_RE.match(tag):
         return True, "DMI board_asset_tag %s (an instance id)" % to_json(tag)
     for field, uuid in uuids:
-        if uuid.startswith("ec2"):
+        # Some Xen instances give the UUID's first field little-endian: 45e12aec-... for ec2ae145-...
+        if uuid.startswith("ec2") or (uuid[6:8] + uuid[4:6] + uuid[2:4] + uuid[0:2]).startswith("ec2"):
             return True, "%s starts with ec2" % field
     read_uuids = [f for f, uuid in uuids if uuid]
     if vendor and (not vendor.lower().startswith("xen") or read_uuids):

@@ -45,6 +45,7 @@ DMI = {"sys_vendor": None, "product_name": None, "board_asset_tag": None, "produ
     ({"sys_vendor": "", "board_asset_tag": "i-0123456789abcdef0"}, True, "board_asset_tag \"i-0123456789abcdef0\""),
     ({"sys_vendor": "Xen", "hypervisor_uuid": "EC2E1916-9099-7CAF-FD21-012345ABCDEF"}, True, "hypervisor_uuid starts"),
     ({"sys_vendor": "Xen", "product_uuid": "ec2e1916-9099-7caf-fd21-012345abcdef"}, True, "product_uuid starts"),
+    ({"sys_vendor": "Xen", "product_uuid": "45E12AEC-DCD1-B213-94ED-012345ABCDEF"}, True, "product_uuid starts"),
     ({"sys_vendor": "QEMU", "product_uuid": None}, False, 'DMI sys_vendor "QEMU"'),
     ({"sys_vendor": "Dell Inc.", "board_asset_tag": "i-not-hex"}, False, 'DMI sys_vendor "Dell Inc."'),
     ({"sys_vendor": "Xen", "hypervisor_uuid": "4a1b0000-0000-0000-0000-000000000000"}, False, "hypervisor_uuid not ec2"),
