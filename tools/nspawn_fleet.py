@@ -177,14 +177,18 @@ class NspawnFleet(Fleet):
         """Stop each container in order (SIGTERM to nspawn), kill what is left in this lab's
         cgroups, then tear the network down as Fleet.down does and remove the cgroups."""
         removed = []
-        running = [h for h in self.hosts if self._ours(h)]
-        for h in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(h.sshd_pid, signal.SIGTERM)
+        running = stopping = [h for h in self.hosts if self._ours(h)]
         deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and any(_pid_alive(h.sshd_pid) for h in running):
-            time.sleep(0.1)
-        removed += [f"container {h.name} (nspawn {h.sshd_pid})" for h in running]
+        while running and time.monotonic() < deadline:
+            # Again every second: a systemd still booting ignores the first (no handler yet).
+            for h in running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(h.sshd_pid, signal.SIGTERM)
+            pause = time.monotonic() + 1
+            while time.monotonic() < min(pause, deadline) and any(_pid_alive(h.sshd_pid) for h in running):
+                time.sleep(0.05)
+            running = [h for h in running if _pid_alive(h.sshd_pid)]
+        removed += [f"container {h.name} (nspawn {h.sshd_pid})" for h in stopping]
         for h in self.hosts:
             left = [pid for cgroup in self._cgroups(h) for pid in _cgroup_pids(cgroup)]
             for pid in left:

@@ -6,14 +6,22 @@ works through an unprivileged SSH user with sudo. What the role decides is prove
 supervisord fleet and in unit tests; here only what systemd changes."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.integration.fleet_lab import fleet_lab
 from tests.integration.rotate_support import PROBE_INTERVAL_S, demo_consumer, everywhere
+from tools.fleet import make_fleet
+from tools.nspawn_fleet import CGROUP_PARENT, CGROUP_ROOTS
 from tools.prober import Prober
 
 pytestmark = [
@@ -23,6 +31,7 @@ pytestmark = [
 
 START_PIN = "/var/lib/demoapp/start_pin_key_id"  # the app exits at start on another key
 FAILED_TASK = "rekey.aws.rotate : Fail when the rotation did not complete"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +158,73 @@ def test_rotate_become_with_an_unprivileged_ssh_user(clean):
         assert logins["root"] == before[host]["root"], (host, before[host], logins)
         assert logins["rekeyops"] > before[host]["rekeyops"], (host, before[host], logins)
         assert lab.stat(host, "/etc/demoapp/credentials") == "600 rekeyapp"
+
+
+# --- the harness: teardown ------------------------------------------------------------------
+
+def leftovers(prefix: str) -> list[str]:
+    """Namespaces, links and cgroups of fleets with this prefix that still exist."""
+    found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"{prefix}-")]
+    found += [f"link {n}" for n in os.listdir("/sys/class/net") if n.startswith(prefix)]
+    for root in CGROUP_ROOTS:
+        parent = root / CGROUP_PARENT
+        found += [f"cgroup {p}" for p in parent.glob(f"{prefix}-*")] if parent.is_dir() else []
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_down_stops_each_container_in_order(lab, tmp_path):
+    """SIGTERM to nspawn: systemd inside halts in order; nothing of the fleet is left, and the
+    module's lab beside it runs on."""
+    fleet = make_fleet(tmp_path / "fleet", kind="systemd", prefix="auto", subnet="auto")
+    fleet.up(1, endpoint_url=f"http://{fleet.bridge_address}:9",
+             credentials={"access_key_id": "AKIASYSTEMDDOWNTEST0", "secret_access_key": "x"})
+    nspawn = fleet.hosts[0].sshd_pid
+    leader = fleet.leader(1)
+    begun = time.monotonic()
+    removed = fleet.down()
+    print(f"systemd fleet down 1 host in {time.monotonic() - begun:.2f}s")
+    assert not any(r.startswith("killed") for r in removed), removed  # none needed SIGKILL
+    assert "Halting system." in (fleet.host_dir(1) / "sshd.log").read_text()
+    assert leftovers(fleet.prefix) == [] and not alive(nspawn) and not alive(leader)
+    assert fleet.down() == []  # idempotent
+    assert all(lab.app_key_id(host) for host in lab.hosts)
+
+
+def test_up_interrupted_half_way_leaves_nothing(lab, tmp_path):
+    """Ctrl-C while the containers boot: everything the command started is gone, nothing else."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"access_key_id": "AKIASYSTEMDINTERRUPT", "secret_access_key": "x"}))
+    directory = tmp_path / "fleet"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "fleet.py"), "up", "2", "--kind", "systemd",
+                             "--dir", str(directory), "--prefix", "auto", "--subnet", "auto",
+                             "--endpoint-url", "http://192.0.2.1:9", "--initial-credentials", str(creds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    hosts = []
+    try:
+        while not hosts and time.monotonic() < deadline:
+            try:
+                recorded = json.loads((directory / "fleet.json").read_text())["hosts"]
+            except (OSError, ValueError):
+                recorded = []
+            hosts = recorded if recorded and all(h["sshd_pid"] for h in recorded) else []
+            time.sleep(0.02)
+        assert hosts, "fleet.py up did not start the containers within 30 s"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    state = json.loads((directory / "fleet.json").read_text())
+    assert state["kind"] == "systemd" and state["state"] == "down"
+    assert leftovers(state["prefix"]) == []
+    assert not any(alive(h["sshd_pid"]) for h in hosts)
+    assert all(lab.app_key_id(host) for host in lab.hosts)
