@@ -32,9 +32,10 @@ from tests.support.endpoint import Endpoint  # noqa: E402  pylint: disable=wrong
 from tools.fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def demo_consumer(user: str) -> dict:
-    """The fleet's demo app as a consumer: credentials profile, supervisor restart, /health."""
-    return {
+def demo_consumer(user: str, kind: str = "supervisord") -> dict:
+    """The fleet's demo app as a consumer: credentials profile, /health; on supervisord hosts
+    restarted by supervisorctl, on systemd hosts reloaded through its unit (SIGHUP, no gap)."""
+    consumer = {
         "name": "demoapp",
         "iam_user": user,
         "path": "{{ fleet_credentials_path }}",
@@ -49,10 +50,14 @@ def demo_consumer(user: str) -> dict:
         "health_status": 200,
         "health_expect_key_id": True,
     }
+    if kind == "systemd":
+        consumer.update(apply="reload", service="{{ fleet_app_service }}")
+        del consumer["apply_command"]
+    return consumer
 
 
-def consumers_inventory(user: str) -> dict:
-    return {"all": {"children": {"app": {"vars": {"rotate_consumers": [demo_consumer(user)]}}}}}
+def consumers_inventory(user: str, kind: str = "supervisord") -> dict:
+    return {"all": {"children": {"app": {"vars": {"rotate_consumers": [demo_consumer(user, kind)]}}}}}
 
 
 def lab_vars(directory: Path, endpoint: Endpoint) -> dict:
