@@ -126,6 +126,9 @@ def test_unit_that_fails_to_start_is_rolled_back(clean):
     assert entry["old_key_final_state"] == "Active" and entry["new_key_final_state"] == "deleted", entry
     failure = run.task(FAILED_TASK)["result"]["msg"]
     assert f"{broken}: demoapp" in failure and "demoapp.service failed" in failure, failure
+    [failed] = entry["hosts_failed"]  # the report names the host, the consumer and systemd's error
+    assert failed["host"] == broken and failed["status"] == "rolled_back", failed
+    assert failed["error"].startswith(f"{broken}: demoapp: Job for demoapp.service failed"), failed
     assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
     assert {host: lab.app_key_id(host) for host in lab.hosts} == {host: old["AccessKeyId"] for host in lab.hosts}
     for host in lab.hosts:
