@@ -279,10 +279,9 @@ class Fleet:
             raise FleetError(f"no fleet in {path.parent} ({path.name} is missing)") from None
         except ValueError as exc:
             raise FleetError(f"{path} is not valid JSON: {exc}") from None
-        if cls is Fleet:
-            cls = fleet_class(data.get("kind", Fleet.kind))
-        fleet = cls(directory, prefix=data["prefix"], subnet=data["subnet"],
-                    app_user=data["app"]["user"], app_port=data["app"]["port"])
+        kind = fleet_class(data.get("kind", Fleet.kind)) if cls is Fleet else cls
+        fleet = kind(directory, prefix=data["prefix"], subnet=data["subnet"],
+                     app_user=data["app"]["user"], app_port=data["app"]["port"])
         fleet.state = data["state"]
         fleet.bridge_created = data["bridge"]["created"]
         fleet.endpoint_url = data.get("endpoint_url")

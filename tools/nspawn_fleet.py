@@ -32,7 +32,6 @@ from tools.fleet import (APP_DIR, CONFIG_DIR, CREDENTIALS_PATH, HOST_ENV, PIN_PA
                          RUN_DIR, STATE_DIR, Fleet, FleetError, _pid_alive, _to_yaml)
 
 
-
 def _cgroup_roots() -> tuple[Path, ...]:
     """Where each nspawn gets its own cgroup: the unified hierarchy alone (cgroup v2), or the
     name=systemd hierarchy and the unified one of a hybrid layout (as on this machine)."""
