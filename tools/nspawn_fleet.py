@@ -44,6 +44,7 @@ def _cgroup_roots() -> tuple[Path, ...]:
 CGROUP_ROOTS = _cgroup_roots()
 CGROUP_PARENT = "rekey-fleet"
 NSPAWN = "/usr/bin/systemd-nspawn"
+PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 STOP_GRACE_S = 10  # an orderly poweroff of a container takes about a second
 
 
@@ -88,9 +89,10 @@ class NspawnFleet(Fleet):
         for h in self.hosts:
             hdir = self.host_dir(h)
             for cgroup in self._cgroups(h):
-                if cgroup.exists():
-                    raise FleetError(f"cgroup {cgroup} already exists: a fleet with prefix {self.prefix} "
+                if _cgroup_pids(cgroup):
+                    raise FleetError(f"cgroup {cgroup} holds processes: a fleet with prefix {self.prefix} "
                                      "is still running or was not torn down")
+                _remove_cgroup(cgroup)  # empty, left by a fleet of that name that was killed
                 cgroup.mkdir(parents=True)
             binds = [f"--bind={hdir / 'etc'}:{CONFIG_DIR}", f"--bind={hdir / 'var'}:{STATE_DIR}",
                      f"--bind={hdir / 'run'}:{RUN_DIR}", f"--bind={self.rotate_dir(h)}:{ROTATE_DIR}",
@@ -203,6 +205,12 @@ class NspawnFleet(Fleet):
                 if cgroup.exists():
                     _remove_cgroup(cgroup)
                     removed.append(f"cgroup {cgroup}")
+            # nspawn's own per-machine directory, left empty when it was stopped while booting.
+            propagate = PROPAGATE_DIR / h.name
+            if propagate.is_dir() and not _pid_alive(h.sshd_pid):
+                with contextlib.suppress(OSError):
+                    propagate.rmdir()
+                    removed.append(f"directory {propagate}")
         return removed
 
     # ---- helpers -----------------------------------------------------------------------

@@ -172,6 +172,8 @@ def leftovers(prefix: str) -> list[str]:
     for root in CGROUP_ROOTS:
         parent = root / CGROUP_PARENT
         found += [f"cgroup {p}" for p in parent.glob(f"{prefix}-*")] if parent.is_dir() else []
+    propagate = Path("/run/systemd/nspawn/propagate")
+    found += [f"nspawn dir {p}" for p in propagate.glob(f"{prefix}-*")] if propagate.is_dir() else []
     return found
 
 
