@@ -9,6 +9,8 @@ It reads its credentials file once at start (SIGHUP reloads it) and answers
                502 {"error": CODE}                   the endpoint is unreachable, throttles or fails:
                                                      not the key's fault
                500 {"error": "CredentialsUnreadable", "reason"}  the file could not be read
+Under systemd (a Type=notify unit, NOTIFY_SOCKET set) it sends READY=1 once it listens, so a
+start that fails fails `systemctl start/restart`.
 One STS attempt per request, short timeouts: health tells the truth now. The secret is never
 logged nor returned. Runs on Python 3.9+ with any boto3 of the last years.
 
