@@ -116,6 +116,7 @@ ee: venv
 	tools/check_ee.sh .build/ee
 
 ## demo: a real rotation on HOSTS (default 5) local hosts against the strict endpoint
+##       (SYSTEMD=1 make demo: on systemd hosts, the app reloaded through its unit)
 HOSTS ?= 5
 demo: deps venv
 	@$(PY_NOTE)

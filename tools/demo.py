@@ -6,6 +6,10 @@ playbooks/rotate.yml; prints the rotation's report and the prober's totals; tear
 down. Exits non-zero when the rotation failed, when an app is not on the new key, when the old key
 still exists, or when the prober saw an authentication failure. Leaves the JSON report and the
 prober's timeline in demo-out/.
+
+SYSTEMD=1 (or --kind systemd): the hosts are systemd containers (tools/nspawn_fleet.py) and the
+app is reloaded through its unit (ansible.builtin.service, SIGHUP) instead of restarted by
+supervisorctl.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.endpoint import start_endpoint, stop_endpoint  # noqa: E402  pylint: disable=wrong-import-position
-from tools.fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position
+from tools.fleet import Fleet, make_fleet  # noqa: E402  pylint: disable=wrong-import-position
 from tools.lab import consumers_inventory  # noqa: E402  pylint: disable=wrong-import-position
 from tools.prober import Prober  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -40,7 +44,7 @@ def write_private(path: Path, text: str) -> Path:
 
 
 def run_rotation(work: Path, out: Path, fleet: Fleet, endpoint) -> int:
-    inventory = write_private(work / "consumers.yml", json.dumps(consumers_inventory(USER)))
+    inventory = write_private(work / "consumers.yml", json.dumps(consumers_inventory(USER, fleet.kind)))
     vault_pass = write_private(work / "vault-pass", secrets.token_hex(16) + "\n")
     extra_vars = {
         "rotate_force": True,  # the demo's key is brand new, so it is not due by age
@@ -109,13 +113,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=int(os.environ.get("HOSTS", "5")))
     parser.add_argument("--out", default=str(REPO / "demo-out"))
+    parser.add_argument("--kind", choices=["supervisord", "systemd"],
+                        default="systemd" if os.environ.get("SYSTEMD", "") not in ("", "0") else "supervisord",
+                        help="the hosts: supervisord (default) or systemd containers (default when SYSTEMD=1)")
     args = parser.parse_args()
     started = time.monotonic()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     work = Path(tempfile.mkdtemp(prefix="rekey-demo-"))
-    fleet = Fleet(work / "fleet", prefix="rkdemo", subnet="10.232.0.0/24")
+    # Each kind its own names: the two demos can run side by side.
+    fleet = make_fleet(work / "fleet", kind=args.kind, **({"prefix": "rkdemo", "subnet": "10.232.0.0/24"}
+                                                          if args.kind == "supervisord" else
+                                                          {"prefix": "rkdsd", "subnet": "10.232.1.0/24"}))
     endpoint_proc = None
     try:
         address = fleet.bridge_up()
@@ -124,9 +134,10 @@ def main() -> int:
         iam.create_user(UserName=USER)
         first = iam.create_access_key(UserName=USER)["AccessKey"]
         print(f"endpoint {endpoint.endpoint_url}; user {USER} with key {first['AccessKeyId']}; "
-              f"bringing up {args.hosts} hosts")
+              f"bringing up {args.hosts} {args.kind} hosts")
         fleet.up(args.hosts, endpoint_url=endpoint.endpoint_url,
                  credentials={"access_key_id": first["AccessKeyId"], "secret_access_key": first["SecretAccessKey"]})
+        print(f"hosts up: {fleet.timings}")
         prober = Prober(fleet.app_urls, timeline=out / "prober-timeline.jsonl").start()
         rc = run_rotation(work, out, fleet, endpoint)
         totals = prober.stop()

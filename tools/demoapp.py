@@ -9,6 +9,8 @@ It reads its credentials file once at start (SIGHUP reloads it) and answers
                502 {"error": CODE}                   the endpoint is unreachable, throttles or fails:
                                                      not the key's fault
                500 {"error": "CredentialsUnreadable", "reason"}  the file could not be read
+Under systemd (a Type=notify unit, NOTIFY_SOCKET set) it sends READY=1 once it listens, so a
+start that fails fails `systemctl start/restart`.
 One STS attempt per request, short timeouts: health tells the truth now. The secret is never
 logged nor returned. Runs on Python 3.9+ with any boto3 of the last years.
 
@@ -24,6 +26,7 @@ import configparser
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -197,6 +200,17 @@ def parse_args(argv):
     return args
 
 
+def notify_ready():
+    """Tell systemd the app is up (a Type=notify unit), so `systemctl start` fails when it is not."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"READY=1", address)
+
+
 def main(argv=None):
     args = parse_args(argv)
     app = App(args)
@@ -220,6 +234,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log(f"listening on {args.address[0]}:{args.address[1]}, STS endpoint {args.endpoint_url or 'AWS default'}")
+    notify_ready()
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     return 0

@@ -163,13 +163,17 @@ def _check_credentials(creds: dict) -> None:
 
 
 class Fleet:
-    """The fleet in one directory. Use as a context manager to always tear it down:
+    """The fleet in one directory, each host under supervisord (kind "supervisord"; the systemd
+    hosts are tools/nspawn_fleet.py, see make_fleet). Use as a context manager to always tear it down:
 
         with Fleet(tmp, prefix="rkt", subnet="10.231.7.0/24") as fleet:
             fleet.bridge_up()                       # optional: to start an endpoint on it first
             fleet.up(3, endpoint_url=url, credentials={"access_key_id": ..., "secret_access_key": ...})
             fleet.exec("rkt-host01", "cat /etc/demoapp/credentials")
     """
+
+    kind = "supervisord"
+    app_restart_command = f"supervisorctl -c {SUPERVISOR_CONF} restart {PROGRAM}"
 
     def __init__(self, directory: str | Path, *, prefix: str = "rk", subnet: str = "10.231.0.0/24",
                  app_user: str = "rekeyapp", app_port: int = 8080):
@@ -252,7 +256,7 @@ class Fleet:
 
     # ---- state -------------------------------------------------------------------------
     def save(self) -> None:
-        data = {"state": self.state, "dir": str(self.dir), "prefix": self.prefix, "subnet": self.subnet,
+        data = {"kind": self.kind, "state": self.state, "dir": str(self.dir), "prefix": self.prefix, "subnet": self.subnet,
                 "bridge": {"name": self.bridge, "address": self.bridge_address,
                            "created": self.bridge_created},
                 "app": {"user": self.app_user, "port": self.app_port, "program": PROGRAM,
@@ -275,8 +279,9 @@ class Fleet:
             raise FleetError(f"no fleet in {path.parent} ({path.name} is missing)") from None
         except ValueError as exc:
             raise FleetError(f"{path} is not valid JSON: {exc}") from None
-        fleet = cls(directory, prefix=data["prefix"], subnet=data["subnet"],
-                    app_user=data["app"]["user"], app_port=data["app"]["port"])
+        kind = fleet_class(data.get("kind", Fleet.kind)) if cls is Fleet else cls
+        fleet = kind(directory, prefix=data["prefix"], subnet=data["subnet"],
+                     app_user=data["app"]["user"], app_port=data["app"]["port"])
         fleet.state = data["state"]
         fleet.bridge_created = data["bridge"]["created"]
         fleet.endpoint_url = data.get("endpoint_url")
@@ -624,6 +629,24 @@ class Fleet:
         return removed
 
 
+KINDS = ("supervisord", "systemd")
+
+
+def fleet_class(kind: str) -> type:
+    """The Fleet class of a host kind: supervisord (this file) or systemd (tools/nspawn_fleet.py)."""
+    if kind == "supervisord":
+        return Fleet
+    if kind == "systemd":
+        from tools.nspawn_fleet import NspawnFleet  # pylint: disable=import-outside-toplevel  # cycle
+        return NspawnFleet
+    raise FleetError(f"host kind {kind!r} must be one of {', '.join(KINDS)}")
+
+
+def make_fleet(directory: str | Path, *, kind: str = "supervisord", **options) -> Fleet:
+    """A new fleet whose hosts are of that kind (options as for Fleet)."""
+    return fleet_class(kind)(directory, **options)
+
+
 def _networks_in_use() -> list[tuple[str, ipaddress.IPv4Network]]:
     """(interface, network) of every IPv4 address and route on this machine."""
     found = []
@@ -860,6 +883,9 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--app-user", default="rekeyapp", help="the unprivileged user the app runs as")
     u.add_argument("--app-port", type=int, default=8080)
     u.add_argument("--timeout", type=float, default=30, help="seconds to wait for sshd and the apps")
+    u.add_argument("--kind", choices=KINDS, default="supervisord",
+                   help="the hosts: the app under supervisord (default), or systemd containers "
+                        "(systemd-nspawn, tools/nspawn_fleet.py)")
     d = sub.add_parser("down", help="tear the fleet in DIR down (idempotent)")
     which = d.add_mutually_exclusive_group(required=True)
     which.add_argument("--dir", help="the fleet's directory")
@@ -883,8 +909,9 @@ def _open(args) -> Fleet:
                     raise FleetError(f"{args.dir} holds a fleet with {flag} {recorded}, not {given}; "
                                      "run down first or leave the option out")
             return fleet
-    return Fleet(args.dir, prefix=args.prefix or "rk", subnet=args.subnet or "10.231.0.0/24",
-                 app_user=getattr(args, "app_user", "rekeyapp"), app_port=getattr(args, "app_port", 8080))
+    return make_fleet(args.dir, kind=getattr(args, "kind", "supervisord"),
+                      prefix=args.prefix or "rk", subnet=args.subnet or "10.231.0.0/24",
+                      app_user=getattr(args, "app_user", "rekeyapp"), app_port=getattr(args, "app_port", 8080))
 
 
 def _raise_interrupt(signum, frame):
@@ -934,4 +961,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # As tools.fleet, the module tools/nspawn_fleet.py imports: one FleetError, one Fleet.
+    sys.path.insert(0, str(TOOLS.parent))
+    from tools.fleet import main as package_main  # pylint: disable=import-self
+    sys.exit(package_main())

@@ -11,6 +11,10 @@
 #   iproute2        ip netns / veth / bridge
 #   util-linux      unshare, nsenter, mount
 #   python3         /usr/bin/python3 for Ansible on the fleet hosts
+#   mmdebstrap      builds the systemd hosts' Debian rootfs (tools/nspawn_rootfs.py), once, from
+#                   the mirror apt already uses
+#   systemd-container  systemd-nspawn, which boots systemd as PID 1 in each systemd host
+#                   (tools/nspawn_fleet.py)
 #   (and the ShellCheck linter, for ansible-test sanity's shell test, skipped without it)
 set -euo pipefail
 
@@ -19,7 +23,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(openssh-server supervisor python3-boto3 iproute2 util-linux python3 shellcheck)
+packages=(openssh-server supervisor python3-boto3 iproute2 util-linux python3 shellcheck
+          mmdebstrap systemd-container)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then

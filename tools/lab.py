@@ -1,6 +1,6 @@
 """A rotation lab that outlives the command that made it (for molecule's create and destroy).
 
-    python tools/lab.py up --dir DIR [--hosts N] [--user NAME]
+    python tools/lab.py up --dir DIR [--hosts N] [--user NAME] [--kind systemd]
     python tools/lab.py down --dir DIR
 
 `up` starts the strict endpoint on a fleet bridge (in the background), creates the IAM user with
@@ -29,12 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.endpoint import Endpoint  # noqa: E402  pylint: disable=wrong-import-position
-from tools.fleet import Fleet  # noqa: E402  pylint: disable=wrong-import-position
+from tools.fleet import KINDS, Fleet, make_fleet  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def demo_consumer(user: str) -> dict:
-    """The fleet's demo app as a consumer: credentials profile, supervisor restart, /health."""
-    return {
+def demo_consumer(user: str, kind: str = "supervisord") -> dict:
+    """The fleet's demo app as a consumer: credentials profile, /health; on supervisord hosts
+    restarted by supervisorctl, on systemd hosts reloaded through its unit (SIGHUP, no gap)."""
+    consumer = {
         "name": "demoapp",
         "iam_user": user,
         "path": "{{ fleet_credentials_path }}",
@@ -49,10 +50,14 @@ def demo_consumer(user: str) -> dict:
         "health_status": 200,
         "health_expect_key_id": True,
     }
+    if kind == "systemd":
+        consumer.update(apply="reload", service="{{ fleet_app_service }}")
+        del consumer["apply_command"]
+    return consumer
 
 
-def consumers_inventory(user: str) -> dict:
-    return {"all": {"children": {"app": {"vars": {"rotate_consumers": [demo_consumer(user)]}}}}}
+def consumers_inventory(user: str, kind: str = "supervisord") -> dict:
+    return {"all": {"children": {"app": {"vars": {"rotate_consumers": [demo_consumer(user, kind)]}}}}}
 
 
 def lab_vars(directory: Path, endpoint: Endpoint) -> dict:
@@ -83,9 +88,9 @@ def start_background_endpoint(address: str, directory: Path, timeout: float = 60
     return proc.pid, Endpoint.from_state_file(state)
 
 
-def up(directory: Path, hosts: int, user: str) -> None:
+def up(directory: Path, hosts: int, user: str, kind: str = "supervisord") -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    fleet = Fleet(directory / "fleet", prefix="auto", subnet="auto")
+    fleet = make_fleet(directory / "fleet", kind=kind, prefix="auto", subnet="auto")
     pid = None
     try:
         pid, endpoint = start_background_endpoint(fleet.bridge_up(), directory)
@@ -95,7 +100,7 @@ def up(directory: Path, hosts: int, user: str) -> None:
         first = iam.create_access_key(UserName=user)["AccessKey"]
         fleet.up(hosts, endpoint_url=endpoint.endpoint_url,
                  credentials={"access_key_id": first["AccessKeyId"], "secret_access_key": first["SecretAccessKey"]})
-        inventory = consumers_inventory(user)
+        inventory = consumers_inventory(user, kind)
         inventory["all"]["vars"] = lab_vars(directory, endpoint)
         (directory / "consumers.yml").touch(mode=0o600)
         (directory / "consumers.yml").write_text(json.dumps(inventory, indent=2) + "\n")
@@ -134,11 +139,13 @@ def main() -> int:
     p_up.add_argument("--dir", required=True, type=Path)
     p_up.add_argument("--hosts", type=int, default=2)
     p_up.add_argument("--user", default="molecule-app")
+    p_up.add_argument("--kind", choices=KINDS, default="supervisord",
+                      help="the hosts: supervisord (default) or systemd containers (tools/nspawn_fleet.py)")
     p_down = sub.add_parser("down")
     p_down.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args()
     if args.command == "up":
-        up(args.dir.resolve(), args.hosts, args.user)
+        up(args.dir.resolve(), args.hosts, args.user, args.kind)
     else:
         down(args.dir.resolve())
     return 0

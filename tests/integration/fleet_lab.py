@@ -11,17 +11,19 @@ from typing import Iterator
 
 from tests.integration.rotate_support import REPO, RotateLab
 from tests.support.endpoint import read_log, start_endpoint, stop_endpoint
-from tools.fleet import Fleet
+from tools.fleet import make_fleet
 
 
 @contextlib.contextmanager
-def fleet_lab(directory: Path, hosts: int, *, prefix: str = "auto", subnet: str = "auto") -> Iterator[RotateLab]:
-    """Installs the fleet's Debian packages, brings up the bridge, the endpoint and the hosts;
-    tears all of it down on exit and fails if the endpoint did not stop cleanly."""
+def fleet_lab(directory: Path, hosts: int, *, prefix: str = "auto", subnet: str = "auto",
+              kind: str = "supervisord") -> Iterator[RotateLab]:
+    """Installs the fleet's Debian packages, brings up the bridge, the endpoint and the hosts
+    (kind: supervisord, or systemd containers); tears all of it down on exit and fails if the
+    endpoint did not stop cleanly."""
     deps = subprocess.run([str(REPO / "tools" / "install_system_deps.sh")], capture_output=True, text=True,
                           check=False)
     assert deps.returncode == 0, deps.stderr
-    fleet = Fleet(directory / "fleet", prefix=prefix, subnet=subnet)
+    fleet = make_fleet(directory / "fleet", kind=kind, prefix=prefix, subnet=subnet)
     proc = None
     started = time.monotonic()
     try:

@@ -100,7 +100,7 @@ class RotateLab:
         for host in self.hosts:
             self.unpin(host)
             self.write_credentials(host, "/etc/demoapp/credentials", key["AccessKeyId"], key["SecretAccessKey"])
-            self.fleet.exec(host, "supervisorctl -c /run/fleet/supervisord.conf restart demoapp")
+            self.fleet.exec(host, self.fleet.app_restart_command)
         for host in self.hosts:
             self.wait_health(host, key["AccessKeyId"])
         return user, key
