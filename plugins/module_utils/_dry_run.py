@@ -76,7 +76,7 @@ def preview_lines(preview):
             what = "would change (%s)" % ", ".join(e["changes"])
         lines.append("%s %s (IAM user %s, key %s): %s %s; %s" % (
             preview["host"], e["consumer"], e["iam_user"], e["key"], e["path"], what, e["apply"]))
-    if preview["applies"]:
+    if preview["applies"] and len(preview["consumers"]) > 1:
         lines.append("%s: once each: %s" % (preview["host"], "; ".join(preview["applies"])))
     lines.extend("%s: would fail: %s" % (preview["host"], p) for p in preview["problems"])
     return lines

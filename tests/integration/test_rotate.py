@@ -383,14 +383,14 @@ def test_check_mode_shows_the_plan_and_writes_nothing(clean):
     consumers[lab.hosts[0]] = consumers[lab.hosts[0]] + [sts_check_consumer(other, "other", "/etc/demoapp/other")]
     untouched = {h: host_files(lab, h) for h in lab.hosts}
     # As an AWX survey's text field gives it: a comma-separated string.
-    run = lab.run(consumers, check=True, diff=True, rotate_force=True, rotate_users=f"{user}, ")
+    run = lab.run(consumers, check=True, diff=True, rotate_force=True, rotate_users=f"{user}, ", rotate_serial="100%")
     assert run.rc == 0, explain(run)
     assert lab.ep.write_counts() == {}
     assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
     plan = run.task("rekey.aws.rotate : Show the plan")["result"]["msg"]
     assert plan == [f"{user}: rotate: forced (rotate_force)"]
     summary = run.task("rekey.aws.rotate : Summary")["result"]["msg"]
-    assert "check mode: plan only" in summary[0] and f"ok     {user}: planned" in summary[1]
+    assert "check mode: a dry run, nothing changed" in summary[0] and f"ok     {user}: planned" in summary[1]
     assert all(lab.app_key_id(h) == old["AccessKeyId"] for h in lab.hosts)
     # The dry run reached every host: the health check before any write, then a preview per host
     # naming the file, the key and what would be restarted; with --diff a diff, secrets masked.
