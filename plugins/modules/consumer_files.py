@@ -98,7 +98,7 @@ files:
     preview:
       description:
         - In check mode with O(state=written), what writing would do, made with placeholder keys
-          (the id of O(keys) when given, never its secret): C(would) (V(create), V(change) or V(keep)),
+          (the id of O(keys) when given, never its secret). C(would) (V(create), V(change) or V(keep)),
           C(changes) (V(created), V(content), C(mode 0644 -> 0600), ...), C(before) and C(after) (the
           texts with every secret masked, C(before) null for a missing file) and C(diff_lines)
           (their unified diff).

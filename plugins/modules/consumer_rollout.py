@@ -28,7 +28,7 @@ description:
     new key either (a wrong URL or port, an app already down, an unreachable host). A consumer
     whose file does not exist yet is not checked.
   - With O(state=cleaned), removes the backups, which hold the old secret.
-  - In check mode, O(state=updated) previews the host and changes nothing: it reads no secret (no
+  - In check mode, O(state=updated) previews the host and changes nothing. It reads no secret (no
     new key exists yet), renders the templates and makes each file's would-be content with
     placeholders, and compares it on the host with the file there. RV(preview) says per consumer
     which file would be created or would change and what would be restarted, reloaded or run;
