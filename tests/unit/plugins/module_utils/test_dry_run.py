@@ -149,7 +149,7 @@ def test_preview_lines_say_per_consumer_file_key_and_apply():
         "no restart (apply none)" % OLD,
         "web1: once each: restart service app",
     ]
-    [d, _] = dry_run.ansible_diffs(p, found(("a", "change"), ("b", "keep")))
+    d = dry_run.ansible_diffs(p, found(("a", "change"), ("b", "keep")))[0]
     assert d["before"] == "a\n" and d["after"] == "b\n" and "/etc/app/aws" in d["before_header"]
 
 
