@@ -16,6 +16,7 @@ import time
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.rekey.aws.plugins.module_utils import _dry_run as dry_run
 from ansible_collections.rekey.aws.plugins.module_utils import _host_rollout as rollout
 from ansible_collections.rekey.aws.plugins.module_utils import _rollout
 
@@ -46,7 +47,9 @@ class ActionModule(ActionBase):
         # Finish runs this delegated from the controller: the consumers name their host.
         self._host = consumers[0]["host"] if consumers else task_vars.get("inventory_hostname")
         try:
-            if args["state"] == "updated":
+            if args["state"] == "updated" and self._task.check_mode:
+                result.update(self._preview(dry_run.previewed(consumers)))
+            elif args["state"] == "updated":
                 work = rollout.being_distributed(consumers)
                 result["outcome"] = self._update(rollout.with_adoption(work, users), args["store"])
                 result["changed"] = result["outcome"]["phase"] != "started"
@@ -99,6 +102,23 @@ class ActionModule(ActionBase):
         outcome = rollout.failed(outcome, step, problems)
         back, _changed = self._restore(rollout.restorable(consumers, outcome["existed"]))
         return rollout.rolled_back(outcome, back, time.time())
+
+    def _preview(self, consumers):
+        """Check mode: what an update would do, read from the host without changing it. No store
+        is read: the files are compared with their would-be content made with placeholder keys,
+        masked on the host (rekey.aws.consumer_files in check mode)."""
+        keys = dry_run.placeholder_keys(consumers)
+        contents = self._render(consumers, keys)
+        found = self._module("rekey.aws.consumer_files", {"state": "written", "consumers": consumers,
+                                                          "keys": keys, "contents": contents})
+        unchanged = [c for c in consumers if c.get("new_key_id") and c["name"] not in rollout.changed_names(found)
+                     and c["name"] in [f["name"] for f in found.get("files", [])]]
+        preview = dry_run.host_preview(self._host, consumers, found, self._settled(unchanged))
+        out = {"preview": preview, "preview_lines": dry_run.preview_lines(preview),
+               "changed": any(e["file"] != "keep" for e in preview["consumers"])}
+        if self._task.diff:
+            out["diff"] = dry_run.ansible_diffs(preview, found)
+        return out
 
     def _settled(self, unchanged):
         """Consumers whose file already held the new key (a resumed rotation) and whose app is

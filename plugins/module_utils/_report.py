@@ -161,7 +161,7 @@ def summary_lines(report_, path):
     and the rotations resumed."""
     d = report_["durations_s"]
     lines = ["rekey.aws rotation %s%s: %s in %s s (prepare %s s, distribute %s s, finish %s s)"
-             % (report_["run_id"], " (check mode: plan only)" if report_["check_mode"] else "",
+             % (report_["run_id"], " (check mode: a dry run, nothing changed)" if report_["check_mode"] else "",
                 "OK" if report_["ok"] else "FAILED", d["total"], d["prepare"], d["distribute"], d["finish"])]
     for u in report_["users"]:
         lines.append(_user_line(u))

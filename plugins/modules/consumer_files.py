@@ -26,9 +26,11 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    support: none
+    support: partial
     details:
-      - The files hold secrets, so no diff is ever shown.
+      - The files hold secrets, so the module shows no diff itself. In check mode, with
+        O(state=written), each file's RV(files[].preview) holds its text before and after with
+        every secret masked (made on the host), which M(rekey.aws.consumer_rollout) shows as the diff.
   idempotent:
     support: full
     details:
@@ -93,6 +95,15 @@ files:
     changed:
       description: Whether the file (or, for O(state=cleaned), a backup) was changed.
       type: bool
+    preview:
+      description:
+        - In check mode with O(state=written), what writing would do, made with placeholder keys
+          (the id of O(keys) when given, never its secret). C(would) (V(create), V(change) or V(keep)),
+          C(changes) (V(created), V(content), C(mode 0644 -> 0600), ...), C(before) and C(after) (the
+          texts with every secret masked, C(before) null for a missing file) and C(diff_lines)
+          (their unified diff).
+      returned: in check mode with O(state=written)
+      type: dict
 problems:
   description: What could not be done, each naming the consumer, the file and the cause (never its content).
   returned: always
@@ -100,12 +111,15 @@ problems:
   elements: str
 """
 
+import grp
 import os
+import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rekey.aws.plugins.module_utils import _consumer_files as files
+from ansible_collections.rekey.aws.plugins.module_utils import _masked_diff as diff
 
 
 def _mode(consumer):
@@ -120,12 +134,15 @@ def write(consumer, keys, contents, check_mode):
     earlier = files.earlier_backups(consumer)
     adopted = files.backup_of_run(earlier, consumer.get("adopt_run_id"))
     key = keys.get(consumer["iam_user"]) or {}
+    if check_mode:  # never a real secret in a preview, whatever the caller passed
+        key = diff.placeholder_key(key.get("access_key_id"))
     text = _text(path, old)
     data = files.new_content(consumer, text, key.get("access_key_id"), key.get("secret_access_key"),
                              contents.get(consumer["name"])).encode("utf-8")
-    changed = old != data or _attributes_differ(path, _mode(consumer), uid, gid)
     if check_mode:
-        return {"name": consumer["name"], "existed": adopted is not None or old is not None, "changed": changed}
+        return _preview(consumer, text if old is not None else None, data.decode("utf-8"), contents, uid, gid,
+                        adopted is not None or old is not None)
+    changed = old != data or _attributes_differ(path, _mode(consumer), uid, gid)
     for stale in earlier:
         if stale != adopted:
             files.remove(stale)
@@ -140,6 +157,36 @@ def write(consumer, keys, contents, check_mode):
     if changed:
         files.write_atomically(path, data, _mode(consumer), uid, gid)
     return result
+
+
+def _preview(consumer, before, after, contents, uid, gid, existed):
+    """Check mode: what writing would change, the texts masked here on the host (the keys are
+    placeholders, see _masked_diff); {name, existed, changed, preview}."""
+    pattern = contents.get(consumer["name"]) or ""
+    shown_before, shown_after = (diff.masked(consumer, t, pattern) for t in (before, after))
+    wanted = {"mode": "%04o" % _mode(consumer), "owner": consumer.get("owner") if uid is not None else None,
+              "group": consumer.get("group") if gid is not None else None}
+    preview = diff.file_preview(consumer["name"], consumer["path"], shown_before, shown_after,
+                                diff.attribute_changes(_attributes(consumer["path"]), wanted))
+    return {"name": consumer["name"], "existed": existed, "changed": preview["changed"],
+            "preview": dict(preview, before=shown_before, after=shown_after)}
+
+
+def _attributes(path):
+    """{mode, owner, group} of a file (names where they resolve), None when it does not exist."""
+    try:
+        current = os.stat(path)
+    except OSError:
+        return None
+    return {"mode": "%04o" % stat.S_IMODE(current.st_mode), "owner": _name(pwd.getpwuid, current.st_uid),
+            "group": _name(grp.getgrgid, current.st_gid)}
+
+
+def _name(lookup, number):
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return str(number)
 
 
 def _text(path, data):

@@ -28,6 +28,13 @@ description:
     new key either (a wrong URL or port, an app already down, an unreachable host). A consumer
     whose file does not exist yet is not checked.
   - With O(state=cleaned), removes the backups, which hold the old secret.
+  - In check mode, O(state=updated) previews the host and changes nothing. It reads no secret (no
+    new key exists yet), renders the templates and makes each file's would-be content with
+    placeholders, and compares it on the host with the file there. RV(preview) says per consumer
+    which file would be created or would change and what would be restarted, reloaded or run;
+    with C(--diff) the diff shows both sides with every secret masked on the host. The other states
+    only read, so they run as they are (O(state=restored) and O(state=cleaned) report what they
+    would change).
   - The secret is never in the result, a diff or a file left behind. The host needs no boto3.
 author:
   - rekey.aws contributors (@rekey)
@@ -35,11 +42,14 @@ extends_documentation_fragment:
   - rekey.aws._attributes
 attributes:
   check_mode:
-    support: none
-  diff_mode:
-    support: none
+    support: full
     details:
-      - The files hold secrets, so no diff is ever shown.
+      - With O(state=updated), a preview made with placeholder keys; a file that already holds the
+        new key id (a resumed rotation) is not compared on its secret.
+  diff_mode:
+    support: partial
+    details:
+      - In check mode only, with O(state=updated), and with every secret masked on both sides.
   idempotent:
     support: full
     details:
@@ -127,6 +137,34 @@ outcome:
       description: What could not be put back (empty when the host is back on the old key).
       type: list
       elements: str
+preview:
+  description: In check mode with O(state=updated), what an update would do on the host.
+  returned: in check mode, when state is updated
+  type: dict
+  contains:
+    host:
+      description: The host.
+      type: str
+    consumers:
+      description:
+        - Per consumer C(consumer), C(iam_user), C(path), C(key) (old key id -> new key id, or
+          C(new key (not created in check mode))), C(file) (V(create), V(change), V(keep) or
+          V(not previewed)), C(changes), C(diff_lines) (the masked unified diff) and C(apply).
+      type: list
+      elements: dict
+    applies:
+      description: What would be restarted, reloaded or run, each once.
+      type: list
+      elements: str
+    problems:
+      description: What would fail (an unreachable host, a file that cannot be written).
+      type: list
+      elements: str
+preview_lines:
+  description: In check mode with O(state=updated), the preview as lines for a person.
+  returned: in check mode, when state is updated
+  type: list
+  elements: str
 problems:
   description: With O(state=restored) or O(state=cleaned), what could not be done.
   returned: when state is restored or cleaned

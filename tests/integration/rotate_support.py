@@ -190,7 +190,7 @@ class RotateLab:
         return values
 
     def run(self, consumers: dict[str, list[dict]], *, args: list[str] | None = None, check: bool = False,
-            vault: bool = True, env: dict | None = None, **overrides):
+            diff: bool = False, vault: bool = True, env: dict | None = None, **overrides):
         from tests.support.ansible_run import run_playbook
         self.runs += 1
         extra_inventory = self.inventory(consumers)
@@ -198,7 +198,7 @@ class RotateLab:
         if vault:
             cmd_args += ["--vault-password-file", str(self.vault_file)]
         run = run_playbook(PLAYBOOK, inventory=str(self.fleet.inventory_path), extra_vars=self.extra_vars(**overrides),
-                           check=check, args=cmd_args + (args or []), env=env)
+                           check=check, diff=diff, args=cmd_args + (args or []), env=env)
         run.report = self.last_report()
         return run
 

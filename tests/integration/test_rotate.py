@@ -49,6 +49,12 @@ def leftovers_of(lab, run_report):
     return [f for host in lab.hosts for f in lab.files(host, f"/var/lib/rekey-aws/backups/{run_id}-*")]
 
 
+def host_files(lab, host):
+    """The credentials file's digest and mtime (to the nanosecond) and the backups on a host."""
+    seen = lab.fleet.exec(host, f"sha256sum {CREDENTIALS} && stat -c %y {CREDENTIALS}").stdout
+    return seen, lab.files(host, "/var/lib/rekey-aws/backups/*")
+
+
 def explain(run):
     return f"rc={run.rc}\nSTDOUT:\n{run.stdout[-8000:]}\nSTDERR:\n{run.stderr[-3000:]}"
 
@@ -375,16 +381,37 @@ def test_check_mode_shows_the_plan_and_writes_nothing(clean):
     other = lab.ep.new_user("other")  # referenced by a consumer, but left out with rotate_users
     consumers = everywhere(lab, demo_consumer(user))
     consumers[lab.hosts[0]] = consumers[lab.hosts[0]] + [sts_check_consumer(other, "other", "/etc/demoapp/other")]
+    untouched = {h: host_files(lab, h) for h in lab.hosts}
     # As an AWX survey's text field gives it: a comma-separated string.
-    run = lab.run(consumers, check=True, rotate_force=True, rotate_users=f"{user}, ")
+    run = lab.run(consumers, check=True, diff=True, rotate_force=True, rotate_users=f"{user}, ", rotate_serial="100%")
     assert run.rc == 0, explain(run)
     assert lab.ep.write_counts() == {}
     assert lab.keys(user) == {old["AccessKeyId"]: "Active"}
     plan = run.task("rekey.aws.rotate : Show the plan")["result"]["msg"]
     assert plan == [f"{user}: rotate: forced (rotate_force)"]
     summary = run.task("rekey.aws.rotate : Summary")["result"]["msg"]
-    assert "check mode: plan only" in summary[0] and f"ok     {user}: planned" in summary[1]
+    assert "check mode: a dry run, nothing changed" in summary[0] and f"ok     {user}: planned" in summary[1]
     assert all(lab.app_key_id(h) == old["AccessKeyId"] for h in lab.hosts)
+    # The dry run reached every host: the health check before any write, then a preview per host
+    # naming the file, the key and what would be restarted; with --diff a diff, secrets masked.
+    prechecked = run.task("rekey.aws.rotate : Check every consumer's health before any write")["result"]
+    assert [r["item"] for r in prechecked["results"]] == lab.hosts
+    assert all(r["health_failures"] == [] for r in prechecked["results"])
+    for host in lab.hosts:
+        shown = run.task("rekey.aws.rotate : Show what a rotation would do on this host (check mode)", host)
+        line = shown["result"]["msg"][0]
+        assert line.startswith(
+            f"{host} demoapp (IAM user {user}, key {old['AccessKeyId']} -> new key (not created in check mode)): "
+            f"{CREDENTIALS} would change (content); run supervisorctl ") and line.endswith(" restart demoapp"), line
+        preview = run.task("rekey.aws.rotate : Give this host its new keys", host)["result"]["preview"]
+        assert [(c["consumer"], c["file"]) for c in preview["consumers"]] == [("demoapp", "change")]
+    assert f"-aws_access_key_id = {old['AccessKeyId']}" in run.stdout
+    assert "+aws_access_key_id = new key (not created in check mode)" in run.stdout
+    assert " aws_secret_access_key = ********" in run.stdout  # the same on both sides
+    everything = run.stdout + run.stderr + json.dumps(run.results)
+    assert old["SecretAccessKey"] not in everything
+    # Nothing changed on the hosts: same bytes, same mtime, no backup, the app on the old key.
+    assert {h: host_files(lab, h) for h in lab.hosts} == untouched
 
     unknown = lab.run(consumers, check=True, rotate_users=["nobody-holds-this"])
     assert unknown.rc != 0
