@@ -55,6 +55,7 @@ PLAYBOOK = """\
 """
 # Inputs that hold a secret on purpose (AWX writes them too): not searched.
 INPUTS = ("env/passwords", "env/envvars")
+RPC_NOT_STARTED = "Local RPC server did not start."
 
 
 @dataclass
@@ -76,6 +77,9 @@ class Job:
 
     def stdout(self) -> str:
         return (self.artifacts / "stdout").read_text()
+
+    def plays_started(self) -> bool:
+        return any(e.get("event") == "playbook_on_play_start" for e in self.events())
 
     def explain(self) -> str:
         return (f"ansible-runner exited {self.proc.returncode}\nstdout (tail):\n{self.stdout()[-6000:]}\n"
@@ -139,7 +143,15 @@ def run_job(pdd: Path, ident: str, *, limit: str | None = None) -> Job:
            "TMPDIR": str(pdd / "tmp")}
     (pdd / "tmp").mkdir(mode=0o700, exist_ok=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(pdd), timeout=900, check=False)
-    return Job(pdd, ident, proc)
+    job = Job(pdd, ident, proc)
+    if proc.returncode != 0 and RPC_NOT_STARTED in job.stdout() and not job.plays_started():
+        # ansible-core 2.19+ gives its in-process RPC server 5 s to start, before it reads the
+        # playbook: on a machine loaded past that, the job dies having run nothing. Run it again,
+        # once, as AWX's relaunch would.
+        cmd[cmd.index("--ident") + 1] = ident = ident + "-relaunched"
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(pdd), timeout=900, check=False)
+        job = Job(pdd, ident, proc)
+    return job
 
 
 def job_vars(user: str, persistent: Path, **overrides) -> dict:
