@@ -701,8 +701,8 @@ def unique_prefix(stem: str = "rk") -> str:
 def down_stale(prefix: str) -> list[str]:
     """Remove what fleets with this prefix left behind after their owner died (a killed test run):
     fleets whose sshd still names their directory go down through it; the rest, namespaces
-    PREFIX-hostNN (with every process in them), veths PREFIXvNN and the bridge PREFIXbr0, by name.
-    Only for a prefix no live fleet uses."""
+    PREFIX-hostNN (with every process in them), veths PREFIXvNN and the bridge PREFIXbr0, by name,
+    and a systemd fleet's cgroups. Only for a prefix no live fleet uses."""
     if not PREFIX_RE.match(prefix):
         raise FleetError(f"prefix {prefix!r} must be 1-6 lower-case letters or digits, starting with a letter")
     _preflight()
@@ -728,7 +728,8 @@ def down_stale(prefix: str) -> list[str]:
     if links:
         _run(["ip", "-force", "-batch", "-"], input="".join(f"link del {n}\n" for n in links), check=False)
         removed += [f"link {n}" for n in links]
-    return removed
+    from tools import nspawn_fleet  # pylint: disable=import-outside-toplevel  # cycle
+    return removed + nspawn_fleet.down_stale(prefix)
 
 
 def _teardown_hint(prefix: str, namespace: str | None = None) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tools import nspawn_rootfs
 from tools.fleet import (APP_DIR, CONFIG_DIR, CREDENTIALS_PATH, HOST_ENV, PIN_PATH, PROGRAM, ROTATE_DIR,
-                         RUN_DIR, STATE_DIR, Fleet, FleetError, _pid_alive, _to_yaml)
+                         RUN_DIR, STATE_DIR, Fleet, FleetError, _pid_alive, _terminate, _to_yaml)
 
 
 def _cgroup_roots() -> tuple[Path, ...]:
@@ -226,6 +226,24 @@ class NspawnFleet(Fleet):
         except OSError:
             return False
         return f"--machine={h.name}".encode() in cmdline and f"--bind={self.host_dir(h) / 'etc'}:{CONFIG_DIR}".encode() in cmdline
+
+
+def down_stale(prefix: str) -> list[str]:
+    """What systemd fleets with this prefix left after their owner died, by name: the processes
+    still in their cgroups (a container's systemd outlives a killed nspawn), then the cgroups and
+    nspawn's per-machine directories. fleet.py down --stale calls it after the network pass."""
+    cgroups = sorted(c for root in CGROUP_ROOTS for c in (root / CGROUP_PARENT).glob(f"{prefix}-host*") if c.is_dir())
+    pids = sorted({pid for cgroup in cgroups for pid in _cgroup_pids(cgroup)})
+    _terminate(pids)
+    removed = [f"process {pid}" for pid in pids]
+    for cgroup in cgroups:
+        _remove_cgroup(cgroup)
+        removed.append(f"cgroup {cgroup}")
+    for directory in sorted(PROPAGATE_DIR.glob(f"{prefix}-host*")) if PROPAGATE_DIR.is_dir() else []:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+            removed.append(f"directory {directory}")
+    return removed
 
 
 def _cgroup_pids(cgroup: Path) -> list[int]:

@@ -84,18 +84,6 @@ def assert_rotated(lab, run, totals, user: str, old_id: str) -> str:
     return new_id
 
 
-def test_restart_through_systemd(clean):
-    """apply: restart: systemctl restarts the unit (a new main pid) on the new key."""
-    lab = clean
-    user, old = lab.seed()
-    before = {host: main_pid(lab, host) for host in lab.hosts}
-    run, totals = rotate(lab, user, "restart", "restart")
-
-    assert_rotated(lab, run, totals, user, old["AccessKeyId"])
-    after = {host: main_pid(lab, host) for host in lab.hosts}
-    assert all(after[host] not in (0, before[host]) for host in lab.hosts), (before, after)
-
-
 def test_reload_through_systemd_without_a_gap(clean):
     """apply: reload: ExecReload sends SIGHUP, the same process reads the new key and never stops
     answering."""
@@ -143,11 +131,13 @@ def ssh_logins(lab, host: str) -> dict[str, int]:
     return {user: found.count(user) for user in ("root", "rekeyops")}
 
 
-def test_rotate_become_with_an_unprivileged_ssh_user(clean):
-    """Logged in as the unprivileged rekeyops, rotate_become writes the root-only credentials
-    directory through sudo, and the unit is restarted; not one login as root."""
+def test_restart_through_systemd_as_an_unprivileged_ssh_user(clean):
+    """apply: restart with rotate_become, logged in as the unprivileged rekeyops: the root-only
+    credentials directory is written through sudo and systemctl restarts the unit (a new main
+    pid) on the new key; not one login as root."""
     lab = clean
     user, old = lab.seed()
+    pids_before = {host: main_pid(lab, host) for host in lab.hosts}
     as_ops = lab.dir / "as-rekeyops.yml"
     as_ops.write_text(yaml.safe_dump({"all": {"hosts": {
         host: {"ansible_user": "{{ fleet_unprivileged_user }}"} for host in lab.hosts}}}))
@@ -161,6 +151,8 @@ def test_rotate_become_with_an_unprivileged_ssh_user(clean):
         assert logins["root"] == before[host]["root"], (host, before[host], logins)
         assert logins["rekeyops"] > before[host]["rekeyops"], (host, before[host], logins)
         assert lab.stat(host, "/etc/demoapp/credentials") == "600 rekeyapp"
+    pids_after = {host: main_pid(lab, host) for host in lab.hosts}
+    assert all(pids_after[host] not in (0, pids_before[host]) for host in lab.hosts), (pids_before, pids_after)
 
 
 # --- the harness: teardown ------------------------------------------------------------------
@@ -199,6 +191,22 @@ def test_down_stops_each_container_in_order(lab, tmp_path):
     assert "Halting system." in (fleet.host_dir(1) / "sshd.log").read_text()
     assert leftovers(fleet.prefix) == [] and not alive(nspawn) and not alive(leader)
     assert fleet.down() == []  # idempotent
+    assert all(lab.app_key_id(host) for host in lab.hosts)
+
+
+def test_down_stale_removes_a_dead_owners_containers_by_name(lab, tmp_path):
+    """The fleet's owner died and its record is gone: fleet.py down --stale PREFIX finds the
+    containers by name (netns, cgroups) and leaves nothing, nor touches the module's lab."""
+    fleet = make_fleet(tmp_path / "fleet", kind="systemd", prefix="auto", subnet="auto")
+    fleet.up(1, endpoint_url=f"http://{fleet.bridge_address}:9",
+             credentials={"access_key_id": "AKIASYSTEMDSTALETEST", "secret_access_key": "x"})
+    nspawn, leader = fleet.hosts[0].sshd_pid, fleet.leader(1)
+    (fleet.dir / "fleet.json").unlink()
+    os.kill(nspawn, signal.SIGKILL)
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "fleet.py"), "down", "--stale", fleet.prefix],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert leftovers(fleet.prefix) == [] and not alive(leader), proc.stdout
     assert all(lab.app_key_id(host) for host in lab.hosts)
 
 
