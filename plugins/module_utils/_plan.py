@@ -25,6 +25,8 @@ def describe(key):
         use = "last used %s" % key["last_used_date"]
         if key.get("last_used_service"):
             use += " by %s in %s" % (key["last_used_service"], key.get("last_used_region"))
+    elif key.get("last_used_read") is False:
+        use = "last use not read"
     else:
         use = "never used"
     return "%s (%s, created %s, %s)" % (key["access_key_id"], key["status"], key["create_date"], use)
