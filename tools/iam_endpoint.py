@@ -69,7 +69,10 @@ Control API (plain HTTP JSON under /_rekey, no AWS auth):
                                 keyed by the service of the SigV4 credential scope and the action
     GET  /_rekey/counts/faulted {"iam:CreateAccessKey": {"LimitExceeded": 1}, ...}: the requests a
                                 fault answered (not those refused for their key), by action and code
-    POST /_rekey/counts/reset   zero the counts (both)
+    GET  /_rekey/counts/hosts   the same as /counts, for the requests that did not come from the
+                                controller (the fleet's hosts: their apps' STS calls, and any IAM
+                                call a host made, which must be none)
+    POST /_rekey/counts/reset   zero the counts (all three)
 
 A request with the header `X-Rekey-Out-Of-Band: 1` (test-only out-of-band checks) is neither
 counted nor faulted; it is still authenticated like any other.
@@ -473,6 +476,7 @@ class RekeyMiddleware:
         self.faults = faults
         self.counts = counts
         self.faulted = Counts()
+        self.from_hosts = Counts()
         self.controller_addresses = frozenset(controller_addresses)
 
     def from_controller(self, environ):
@@ -504,7 +508,10 @@ class RekeyMiddleware:
         service = scope[0] if scope else "unsigned"
         name = f"{service}:{action or '?'}"
         self.counts.add(name)
-        fault = self.faults.draw(name, self.from_controller(environ))
+        from_controller = self.from_controller(environ)
+        if not from_controller:
+            self.from_hosts.add(name)
+        fault = self.faults.draw(name, from_controller)
         if fault:
             self.faulted.add((name, fault[1]))
             return _fault_response(fault, service, json_protocol, start_response)
@@ -533,9 +540,12 @@ class RekeyMiddleware:
                 for (name, code), n in self.faulted.snapshot().items():
                     faulted.setdefault(name, {})[code] = n
                 return _json_response(start_response, "200 OK", faulted)
+            if route == "/counts/hosts" and method == "GET":
+                return _json_response(start_response, "200 OK", self.from_hosts.snapshot())
             if route == "/counts/reset" and method == "POST":
                 self.counts.reset()
                 self.faulted.reset()
+                self.from_hosts.reset()
                 return _json_response(start_response, "200 OK", {})
         except FaultError as exc:
             return _json_response(start_response, "400 Bad Request", {"error": str(exc)})

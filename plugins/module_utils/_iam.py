@@ -8,7 +8,7 @@
 import datetime
 
 from ansible_collections.rekey.aws.plugins.module_utils import _connection
-from ansible_collections.rekey.aws.plugins.module_utils._keys import normalize_key, sort_keys
+from ansible_collections.rekey.aws.plugins.module_utils._keys import last_use_fields, normalize_key, sort_keys
 
 try:
     import botocore.exceptions
@@ -128,8 +128,13 @@ class Iam:
             raise map_error(exc, "iam:ListUsers", credentials=self._credentials) from None
         return sorted(users)
 
-    def user_keys(self, user_name, missing_ok=False):
-        """The user's keys in the shared shape, with last use; [] for a missing user if missing_ok."""
+    def user_keys(self, user_name, missing_ok=False, last_used="all"):
+        """The user's keys in the shared shape; [] for a missing user if missing_ok.
+
+        last_used: "all" reads every key's last use (one GetAccessKeyLastUsed each); "decisive" only
+        when the user has more than one key (a single key's last use decides nothing in a plan:
+        nothing is pruned or discarded beside it); with "decisive" a key not read has
+        last_used_read false."""
         metadata = []
         try:
             for page in self.client.get_paginator("list_access_keys").paginate(UserName=user_name):
@@ -141,12 +146,21 @@ class Iam:
             raise error from None
         now = self._now()
         metadata.sort(key=lambda m: m["CreateDate"])  # full precision: the shape keeps only seconds
-        return sort_keys([normalize_key(m, self.last_used(m["AccessKeyId"], user_name), now) for m in metadata])
+        if last_used == "all" or len(metadata) > 1:
+            return sort_keys([normalize_key(m, self.last_used(m["AccessKeyId"], user_name), now) for m in metadata])
+        return sort_keys([dict(normalize_key(m, None, now), last_used_read=False) for m in metadata])
 
     def last_used(self, key_id, user_name=None):
         answer = self._call("GetAccessKeyLastUsed", "get_access_key_last_used", user_name=user_name,
                             key_id=key_id, AccessKeyId=key_id)
         return answer.get("AccessKeyLastUsed") or {}
+
+    def key_last_use(self, key_id):
+        """{access_key_id, user_name, last_used_date, last_used_service, last_used_region} of one
+        key (one GetAccessKeyLastUsed, no listing)."""
+        answer = self._call("GetAccessKeyLastUsed", "get_access_key_last_used", key_id=key_id, AccessKeyId=key_id)
+        use = last_use_fields(answer.get("AccessKeyLastUsed"))
+        return dict(use, access_key_id=key_id, user_name=answer.get("UserName"))
 
     def create_key(self, user_name):
         """(key in the shared shape, secret)."""

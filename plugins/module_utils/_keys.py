@@ -44,22 +44,29 @@ def age_days(created, now):
     return max(0, int((utc(now) - utc(created)).total_seconds() // 86400))
 
 
-def normalize_key(metadata, last_used, now):
-    """The shared key shape from a ListAccessKeys entry and a GetAccessKeyLastUsed answer's
-    AccessKeyLastUsed (None or {} when unknown)."""
+def last_use_fields(last_used):
+    """The last_used_* fields of the shared shape from GetAccessKeyLastUsed's AccessKeyLastUsed
+    (None or {} when unknown)."""
     last_used = last_used or {}
     service = last_used.get("ServiceName")
     region = last_used.get("Region")
     return {
+        "last_used_date": iso(last_used.get("LastUsedDate")),
+        "last_used_service": None if service in _NOT_USED else service,
+        "last_used_region": None if region in _NOT_USED else region,
+    }
+
+
+def normalize_key(metadata, last_used, now):
+    """The shared key shape from a ListAccessKeys entry and a GetAccessKeyLastUsed answer's
+    AccessKeyLastUsed (None or {} when unknown)."""
+    return dict({
         "access_key_id": metadata["AccessKeyId"],
         "user_name": metadata["UserName"],
         "status": metadata["Status"],
         "create_date": iso(metadata["CreateDate"]),
         "age_days": age_days(metadata["CreateDate"], now),
-        "last_used_date": iso(last_used.get("LastUsedDate")),
-        "last_used_service": None if service in _NOT_USED else service,
-        "last_used_region": None if region in _NOT_USED else region,
-    }
+    }, **last_use_fields(last_used))
 
 
 def sort_keys(keys):

@@ -74,6 +74,13 @@ PROBES = (
     ("iam:DeleteAccessKey", "delete_access_key", {"AccessKeyId": IMPOSSIBLE_KEY_ID}, ("NoSuchEntity",)),
     ("iam:UntagUser", "untag_user", {"TagKeys": [PROBE_TAG_KEY]}, (None,)),
 )
+# What the rotation probes before its lock (rotation_lock check_permissions). Every probe is an
+# IAM call of the rotation's budget of 12 per user (issue 10), which the rotation itself already
+# fills with 10: so only the two writes whose denial would leave a key half-retired, or an unused
+# new key Active, are probed. iam:UntagUser is not: it only releases the lock and clears the state,
+# after the keys are settled; denied, the run fails at its very end with every key and host in
+# order, the lock expires by itself (rotate_lock_ttl_s), and the report names the action.
+LOCK_PROBES = ("iam:UpdateAccessKey", "iam:DeleteAccessKey")
 # What the check does not probe, and why a missing one is still safe.
 NOT_PROBED = {
     "iam:ListAccessKeys": "a read the plan makes before the first write",
@@ -98,11 +105,14 @@ def required_actions(store_backend="vault_file", audit_all_users=False):
     return sorted(actions)
 
 
-def probe_calls(user_names):
-    """[(action, method, kwargs, granted_codes)] for each user (sorted, unique) and probe."""
+def probe_calls(user_names, actions=None):
+    """[(action, method, kwargs, granted_codes)] for each user (sorted, unique) and probe (of
+    `actions` only, when given)."""
     calls = []
     for user in sorted(set(user_names)):
         for action, method, params, granted in PROBES:
+            if actions is not None and action not in actions:
+                continue
             kwargs = dict(params, UserName=user)
             calls.append((action, method, kwargs, granted))
     return calls
@@ -139,13 +149,13 @@ def refusal_message(summary, policy_path="docs/iam-policy.json"):
             "(rekey.aws's least-privilege policy) and run again." % ("; ".join(parts), policy_path))
 
 
-def check(client, user_names):
+def check(client, user_names, actions=None):
     """Run every probe with an IAM client (the rotation's credentials) on each user; returns
     summarize()'s dict. Changes nothing in IAM. An answer that says nothing about the permission
     (a missing user, throttling past the retries, refused credentials, the network) raises
     IamError, as the same failure of any other IAM call does."""
     answers = []
-    for action, method, kwargs, granted in probe_calls(user_names):
+    for action, method, kwargs, granted in probe_calls(user_names, actions):
         try:
             getattr(client, method)(**kwargs)
             code = None

@@ -25,6 +25,8 @@ def describe(key):
         use = "last used %s" % key["last_used_date"]
         if key.get("last_used_service"):
             use += " by %s in %s" % (key["last_used_service"], key.get("last_used_region"))
+    elif key.get("last_used_read") is False:
+        use = "last use not read"
     else:
         use = "never used"
     return "%s (%s, created %s, %s)" % (key["access_key_id"], key["status"], key["create_date"], use)
@@ -148,12 +150,13 @@ def mode(p):
 
 
 def first_phase(p):
-    """The phase this run records first for a rotation it starts or carries on: never back (a
-    rotation resumed from distributing stays there: hosts may hold its key)."""
+    """The phase this run records first (with its lock) for a rotation it starts or carries on:
+    never back. A resumed rotation whose key is stored is at distributing from here on, as a new
+    one is once its key is stored: no further write comes before the hosts get it."""
     if p["phase"] == "planned":
         return "planned"
     recorded = p["resume"]["phase"]
-    return "key_stored" if recorded == "key_created" else recorded
+    return "distributing" if recorded in ("key_created", "key_stored", "key_verified") else recorded
 
 
 def due_users(users):

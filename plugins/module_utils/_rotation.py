@@ -214,3 +214,47 @@ def user_names_problem(user_names):
 
 def unique_users(user_names):
     return sorted(set(user_names))
+
+
+def known_tags(entry):
+    """The tags a rotation_state_info entry describes, as ListUserTags would return them: its lock
+    and every other tag key (values that the lock and its room check do not need are empty)."""
+    lock = entry.get("lock") or {}
+    values = {LOCK_RUN: lock.get("run_id"), LOCK_HOLDER: lock.get("holder"), LOCK_UNTIL: lock.get("until")}
+    tags = [{"Key": k, "Value": v or ""} for k, v in values.items() if v is not None]
+    seen = set(k.lower() for k in values if values[k] is not None)
+    tags.extend({"Key": k, "Value": ""} for k in entry.get("tag_keys") or [] if k.lower() not in seen)
+    return tags
+
+
+def known_problem(known, users):
+    """A message when `known` (rotation_state_info's rotations) lacks an entry or its tag_keys for
+    one of users, else None."""
+    missing = sorted(u for u in users if not isinstance(known.get(u), dict) or "tag_keys" not in known[u])
+    if missing:
+        return ("known has no rotation_state_info entry with tag_keys for %s: expected the rotations "
+                "rotation_state_info returned for every user of user_names" % ", ".join(missing))
+    return None
+
+
+def held(held_until, now):
+    """Whether this run's lock, which the run wrote with expiry held_until, is still its own without
+    reading the tags: until it expires, only a takeover (for a dead run) can take it."""
+    until = _parse_time(held_until)
+    return until is not None and utc(now) < until
+
+
+def record_problem(record, users):
+    """A message when a `record` entry (user_name, phase, old_key_id, new_key_id) is not for one of
+    users, names a user twice or has no known phase, else None."""
+    seen = set()
+    for entry in record:
+        user = entry.get("user_name")
+        if user not in users:
+            return "record names IAM user %r, which is not in user_names %s" % (user, ", ".join(users))
+        if user in seen:
+            return "record names IAM user %r twice: expected one state per user" % user
+        seen.add(user)
+        if entry.get("phase") not in PHASES:
+            return "record for IAM user %r has phase %r: expected one of %s" % (user, entry.get("phase"), ", ".join(PHASES))
+    return None

@@ -44,6 +44,17 @@ options:
       - If not set, any Active key satisfies the task. V(0) creates a key on every run.
       - Only allowed with O(state=present).
     type: int
+  read_keys:
+    description:
+      - V(false) makes the one call the state asks for without listing the user's keys first
+        (no C(ListAccessKeys), no C(GetAccessKeyLastUsed)), for a caller that already knows them,
+        such as a rotation holding the user's lock. Then O(state=present) always creates a key
+        (O(max_age_days) is not used; IAM refuses a third key with C(LimitExceeded)),
+        O(state=active) and O(state=inactive) always report a change, and O(state=absent)
+        deletes the key even when it is Active, so give it only a key known to be Inactive.
+      - RV(access_keys) then lists only the key of the task.
+    type: bool
+    default: true
 notes:
   - >-
     The secret of a created key is returned once, in RV(secret_access_key). Set C(no_log: true)
@@ -237,9 +248,33 @@ def ensure_absent(module, iam, user, keys):
     return {"changed": changed, "created": False, "access_key": key, "access_keys": after}
 
 
+def run_blind(module, iam, user, state):
+    """read_keys=false: the one call the state asks for, on what the caller knows."""
+    if state == "present":
+        if module.check_mode:
+            return {"changed": True, "created": True, "access_key": None, "access_keys": []}
+        key, secret = iam.create_key(user)
+        return {"changed": True, "created": True, "access_key": key, "access_keys": [key],
+                "secret_access_key": secret}
+    key_id = module.params["id"]
+    if state == "absent":
+        changed = True if module.check_mode else iam.delete_key(user, key_id)
+        return {"changed": changed, "created": False, "access_key": None, "access_keys": []}
+    key = {"access_key_id": key_id, "user_name": user, "status": STATUS[state]}
+    if not module.check_mode:
+        iam.set_status(user, key_id, STATUS[state])
+    return {"changed": True, "created": False, "access_key": key, "access_keys": [key]}
+
+
 def run(module, iam):
     user = module.params["user_name"]
     state = module.params["state"]
+    if not module.params["read_keys"]:
+        result = run_blind(module, iam, user, state)
+        if module._diff:
+            result["diff"] = {"before": {"access_keys": "(not read: read_keys=false)"},
+                              "after": {"access_keys": result["access_keys"] or "(created on apply)"}}
+        return result
     keys = iam.user_keys(user)
     if state == "present":
         result = ensure_present(module, iam, user, keys)
@@ -262,6 +297,7 @@ def main():
             state={"type": "str", "default": "present", "choices": ["present", "absent", "active", "inactive"]},
             id={"type": "str", "aliases": ["access_key_id"], "no_log": False},
             max_age_days={"type": "int"},
+            read_keys={"type": "bool", "default": True},
         ),
         required_if=[("state", state, ["id"]) for state in ("absent", "active", "inactive")],
         supports_check_mode=True,

@@ -10,7 +10,9 @@ version_added: 0.1.0
 description:
   - Lists the access keys of one IAM user, a list of users, or every user of the account, with
     status, creation date, age and last use, in the same shape as M(rekey.aws.access_key).
-  - Makes one C(ListAccessKeys) call per user and one C(GetAccessKeyLastUsed) call per key.
+  - Makes one C(ListAccessKeys) call per user and one C(GetAccessKeyLastUsed) call per key
+    (with O(last_used=decisive), only for users with more than one key). With O(access_key_ids),
+    only one C(GetAccessKeyLastUsed) call per key.
 author:
   - rekey.aws contributors (@rekey)
 requirements:
@@ -37,6 +39,24 @@ options:
     description: Only keys with this status.
     type: str
     choices: [Active, Inactive]
+  last_used:
+    description:
+      - V(all) reads the last use of every key.
+      - V(decisive) reads it only for the users with more than one key, where it can decide
+        something (which key to free, which key a killed run created); the key of a user with one
+        key is returned with RV(access_keys[].last_used_read=false) and no last use.
+    type: str
+    choices: [all, decisive]
+    default: all
+  access_key_ids:
+    description:
+      - Read only the last use of these keys, without listing any user's keys. Instead of
+        O(user_name), O(user_names) or O(all_users); not with O(min_age_days), O(status) or
+        O(last_used=decisive).
+      - Each entry of RV(access_keys) then holds only C(access_key_id), C(user_name) and the
+        C(last_used_*) fields.
+    type: list
+    elements: str
 seealso:
   - module: rekey.aws.access_key
 extends_documentation_fragment:
@@ -99,6 +119,11 @@ access_keys:
       description: The region the key was last used in; V(null) if never.
       type: str
       sample: us-east-1
+    last_used_read:
+      description: V(false) when O(last_used=decisive) did not read this key's last use.
+      type: bool
+      returned: when the last use was not read
+      sample: false
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -110,14 +135,25 @@ from ansible_collections.rekey.aws.plugins.module_utils._connection import (
     connection_problem,
 )
 from ansible_collections.rekey.aws.plugins.module_utils._iam import Iam, IamError
-from ansible_collections.rekey.aws.plugins.module_utils._keys import sort_keys
+from ansible_collections.rekey.aws.plugins.module_utils._keys import key_id_problem, sort_keys
 
 
 def option_problem(params):
-    chosen = [name for name in ("user_name", "user_names", "all_users") if params[name] not in (None, False)]
+    chosen = [name for name in ("user_name", "user_names", "all_users", "access_key_ids")
+              if params[name] not in (None, False)]
     if len(chosen) != 1:
-        return ("give exactly one of user_name, user_names or all_users=true; got %s"
+        return ("give exactly one of user_name, user_names, all_users=true or access_key_ids; got %s"
                 % (" and ".join(chosen) or "none of them"))
+    if params["access_key_ids"] is not None:
+        given = [name for name in ("min_age_days", "status") if params[name] is not None]
+        if params["last_used"] != "all":
+            given.append("last_used=%s" % params["last_used"])
+        if given:
+            return "%s not used with access_key_ids (it reads only their last use)" % " and ".join(given)
+        for key_id in params["access_key_ids"]:
+            problem = key_id_problem(key_id, option="access_key_ids")
+            if problem:
+                return problem
     if params["user_name"] == "":
         return "user_name is empty: expected an IAM user name"
     if params["user_names"] is not None and not [u for u in params["user_names"] if u]:
@@ -128,6 +164,8 @@ def option_problem(params):
 
 
 def list_keys(iam, params):
+    if params["access_key_ids"] is not None:
+        return [iam.key_last_use(key_id) for key_id in sorted(set(params["access_key_ids"]))]
     if params["all_users"]:
         users, missing_ok = iam.list_users(), True
     elif params["user_name"] is not None:
@@ -136,7 +174,7 @@ def list_keys(iam, params):
         users, missing_ok = sorted(set(u for u in params["user_names"] if u)), False
     keys = []
     for user in users:
-        keys.extend(iam.user_keys(user, missing_ok=missing_ok))
+        keys.extend(iam.user_keys(user, missing_ok=missing_ok, last_used=params["last_used"]))
     if params["status"]:
         keys = [k for k in keys if k["status"] == params["status"]]
     if params["min_age_days"] is not None:
@@ -152,6 +190,8 @@ def main():
             all_users={"type": "bool", "default": False},
             min_age_days={"type": "int"},
             status={"type": "str", "choices": ["Active", "Inactive"]},
+            last_used={"type": "str", "default": "all", "choices": ["all", "decisive"]},
+            access_key_ids={"type": "list", "elements": "str", "no_log": False},
         ),
         supports_check_mode=True,
     )

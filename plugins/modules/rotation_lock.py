@@ -26,7 +26,9 @@ description:
     warned about; the task does not fail. A user that does not exist holds no lock.
   - Makes one C(ListUserTags) call per user, then with O(state=locked) one C(TagUser) and one
     C(ListUserTags) per user (see the notes for the only exception), with O(state=unlocked) one
-    C(UntagUser) per user whose lock is removed.
+    C(UntagUser) per user whose lock is removed. O(known), O(held_until) and O(read_back=false)
+    leave out the C(ListUserTags) calls; O(record) and O(clear_state_of) write the rotation state
+    in the same C(TagUser) or C(UntagUser) call as the lock.
 author:
   - rekey.aws contributors (@rekey)
 requirements:
@@ -67,6 +69,65 @@ options:
     description:
       - Take (or with O(state=unlocked), remove) a lock that another run holds, even when it has
         not expired. Only for a run known to be dead.
+    type: bool
+    default: false
+  known:
+    description:
+      - The users' tags as M(rekey.aws.rotation_state_info) read them earlier in this run (its
+        RV(rekey.aws.rotation_state_info#module:rotations)), with O(state=locked): the lock is
+        decided on them instead of reading the tags again. Every user of O(user_names) needs an
+        entry.
+      - The read is then older (a run that locked the user since is seen only by O(read_back)).
+    type: dict
+  read_back:
+    description:
+      - With O(state=locked), read the lock back after writing it, to catch another run that
+        wrote its lock at the same moment. V(false) saves one C(ListUserTags) per user.
+    type: bool
+    default: true
+  held_until:
+    description:
+      - The expiry this run's previous rotation_lock task returned for these users
+        (RV(locks[].until)). Until that moment the lock is this run's (only a takeover, which is for
+        a dead run, can take it), so the tags are not read: O(state=locked) renews it with one
+        C(TagUser) per user, O(state=unlocked) removes it with one C(UntagUser) per user.
+      - Once it has passed, the tags are read as without it.
+    type: str
+  record:
+    description:
+      - With O(state=locked), the rotation state (the tags of M(rekey.aws.rotation_state)) to
+        write in the same C(TagUser) call as the lock, one entry per user (each a user of
+        O(user_names)).
+    type: list
+    elements: dict
+    suboptions:
+      user_name:
+        description: The IAM user.
+        type: str
+        required: true
+      phase:
+        description: The phase the rotation reached (see M(rekey.aws.rotation_state)).
+        type: str
+        required: true
+      old_key_id:
+        description: The key being replaced.
+        type: str
+      new_key_id:
+        description: The key replacing it.
+        type: str
+  clear_state_of:
+    description:
+      - With O(state=unlocked), the users (of O(user_names)) whose rotation state tags are removed
+        in the same C(UntagUser) call as their lock, when the lock is removed.
+    type: list
+    elements: str
+    default: []
+  check_permissions:
+    description:
+      - With O(state=locked), before anything is written, check that the credentials may call
+        C(iam:UpdateAccessKey) and C(iam:DeleteAccessKey) on each user, with calls that cannot
+        change anything (on a key id IAM never issues). When one is denied, the task fails
+        naming the actions and users, and nothing is written. Not in check mode.
     type: bool
     default: false
 notes:
@@ -188,16 +249,26 @@ from ansible_collections.rekey.aws.plugins.module_utils._connection import (
     connection_problem,
 )
 from ansible_collections.rekey.aws.plugins.module_utils._iam import Iam, IamError
+from ansible_collections.rekey.aws.plugins.module_utils._keys import iso, key_id_problem
+from ansible_collections.rekey.aws.plugins.module_utils._permissions import LOCK_PROBES
+from ansible_collections.rekey.aws.plugins.module_utils._permissions import check as check_permissions
+from ansible_collections.rekey.aws.plugins.module_utils._permissions import refusal_message as permission_refusal
 from ansible_collections.rekey.aws.plugins.module_utils._rotation import (
     LOCK_TAGS,
+    STATE_TAGS,
     decode_lock,
     encode_lock,
+    encode_state,
+    held,
+    known_problem,
+    known_tags,
     lock_decision,
     lock_entry,
     lock_until,
     lost_race_message,
     present_keys,
     readback_outcome,
+    record_problem,
     refused_entry,
     refused_message,
     tag_room_problem,
@@ -216,10 +287,30 @@ def option_problem(params):
     problem = user_names_problem(params["user_names"]) or tag_value_problem("run_id", params["run_id"])
     if problem:
         return problem
+    users = unique_users(params["user_names"])
     if params["state"] == "locked":
         problem = tag_value_problem("holder", params["holder"]) or ttl_problem(params["ttl_s"])
         if problem:
             return problem
+        if params["clear_state_of"]:
+            return "clear_state_of is only used with state=unlocked"
+        if params["record"]:
+            problem = record_problem(params["record"], users)
+            if problem:
+                return problem
+            for entry in params["record"]:
+                for name in ("old_key_id", "new_key_id"):
+                    if entry.get(name):
+                        problem = key_id_problem(entry[name], option="record %s %s" % (entry["user_name"], name))
+                        if problem:
+                            return problem
+    else:
+        given = [name for name in ("record", "known") if params[name]]
+        if given:
+            return "%s only used with state=locked" % " and ".join(given)
+        outside = sorted(set(params["clear_state_of"]) - set(users))
+        if outside:
+            return "clear_state_of names %s, not in user_names" % ", ".join(outside)
     return connection_problem(params)
 
 
@@ -268,17 +359,28 @@ def read_back(iam, users, before, wanted, now):
     return outcomes
 
 
+def recorded_tags(params, now):
+    """{user: state tags} of O(record)."""
+    return dict((e["user_name"], encode_state(params["run_id"], e["phase"], e.get("old_key_id"), e.get("new_key_id"),
+                                              iso(now)))
+                for e in params["record"] or [])
+
+
 def take(module, iam, users, before, decisions, now):
     p = module.params
     until = lock_until(now, p["ttl_s"])
     wanted = (p["run_id"], p["holder"], until)
     taken_now = [u for u in users if decisions[u] != "ours"]
+    state = recorded_tags(p, now)
     written = []
     try:
         for user in users:
-            iam.tag_user(user, encode_lock(*wanted))
+            iam.tag_user(user, dict(encode_lock(*wanted), **state.get(user, {})))
             written.append(user)
-        outcomes = read_back(iam, users, before, wanted, now)
+        if p["read_back"]:
+            outcomes = read_back(iam, users, before, wanted, now)
+        else:
+            outcomes = dict((u, ("held", None)) for u in users)
     except IamError as error:
         note = release_note(iam, [u for u in taken_now if u in written], p["run_id"], now)
         module.fail_json(msg=error.message + note, error_code=error.code, action=error.action, changed=bool(written))
@@ -291,18 +393,43 @@ def take(module, iam, users, before, decisions, now):
     return until
 
 
+def held_lock(params):
+    return {"run_id": params["run_id"], "holder": params["holder"], "until": params["held_until"], "expired": False}
+
+
 def ensure_locked(module, iam, users, now):
     p = module.params
-    tags = dict((u, iam.user_tags(u)) for u in users)
+    if p["held_until"] and held(p["held_until"], now):
+        before = dict((u, held_lock(p)) for u in users)
+        decisions = dict((u, "ours") for u in users)
+        return locked_result(module, iam, users, before, decisions, now)
+    if p["known"]:
+        problem = known_problem(p["known"], users)
+        if problem:
+            module.fail_json(msg=problem)
+        tags = dict((u, known_tags(p["known"][u])) for u in users)
+    else:
+        tags = dict((u, iam.user_tags(u)) for u in users)
     before = dict((u, decode_lock(tags[u], now)) for u in users)
     decisions = dict((u, lock_decision(before[u], p["run_id"], p["takeover"])) for u in users)
     refused = [(u, before[u]) for u in users if decisions[u] == "refuse"]
     if refused:
         module.fail_json(msg=refused_message(refused), refused=[refused_entry(u, lock) for u, lock in refused],
                          locks=[lock_entry(u, shown(before[u]), False) for u in users])
-    no_room = [problem for problem in (tag_room_problem(u, tags[u], LOCK_TAGS) for u in users) if problem]
+    recorded = set(e["user_name"] for e in p["record"] or [])
+    no_room = [problem for problem in (tag_room_problem(u, tags[u], LOCK_TAGS + (STATE_TAGS if u in recorded else ()))
+                                       for u in users) if problem]
     if no_room:
         module.fail_json(msg=" ".join(no_room) + " Nothing was written for any user.")
+    if p["check_permissions"] and not module.check_mode:
+        denied = permission_refusal(check_permissions(iam.client, users, LOCK_PROBES))
+        if denied:
+            module.fail_json(msg=denied, locks=[lock_entry(u, shown(before[u]), False) for u in users])
+    return locked_result(module, iam, users, before, decisions, now)
+
+
+def locked_result(module, iam, users, before, decisions, now):
+    p = module.params
     if module.check_mode:
         until = lock_until(now, p["ttl_s"])
     else:
@@ -312,8 +439,21 @@ def ensure_locked(module, iam, users, now):
     return {"changed": True, "locks": locks, "refused": []}, before, dict((u, after) for u in users)
 
 
+def unlock_keys(params, user, tags=None):
+    """The tag keys to remove with a user's lock (and its state with O(clear_state_of)), as stored."""
+    keys = LOCK_TAGS + (STATE_TAGS if user in params["clear_state_of"] else ())
+    return list(keys) if tags is None else present_keys(tags, keys)
+
+
 def ensure_unlocked(module, iam, users, now):
     p = module.params
+    if p["held_until"] and held(p["held_until"], now):
+        if not module.check_mode:
+            for user in users:
+                iam.untag_user(user, unlock_keys(p, user))
+        before = dict((u, held_lock(p)) for u in users)
+        return ({"changed": True, "locks": [lock_entry(u, None, False) for u in users], "refused": []},
+                before, dict((u, None) for u in users))
     tags = dict((u, iam.user_tags(u, missing_ok=True)) for u in users)
     before = dict((u, None if tags[u] is None else decode_lock(tags[u], now)) for u in users)
     after, locks, refused = {}, [], []
@@ -321,7 +461,7 @@ def ensure_unlocked(module, iam, users, now):
         decision = unlock_decision(before[user], p["run_id"], p["takeover"])
         if decision in ("ours", "takeover"):
             if not module.check_mode:
-                iam.untag_user(user, present_keys(tags[user], LOCK_TAGS))
+                iam.untag_user(user, unlock_keys(p, user, tags[user]))
             after[user] = None
         else:
             after[user] = shown(before[user])
@@ -356,6 +496,17 @@ def main():
             holder={"type": "str"},
             ttl_s={"type": "int", "default": 3600},
             takeover={"type": "bool", "default": False},
+            known={"type": "dict"},
+            read_back={"type": "bool", "default": True},
+            held_until={"type": "str"},
+            record={"type": "list", "elements": "dict", "options": {
+                "user_name": {"type": "str", "required": True},
+                "phase": {"type": "str", "required": True},
+                "old_key_id": {"type": "str", "no_log": False},
+                "new_key_id": {"type": "str", "no_log": False},
+            }},
+            clear_state_of={"type": "list", "elements": "str", "default": []},
+            check_permissions={"type": "bool", "default": False},
         ),
         required_if=[("state", "locked", ["holder"])],
         supports_check_mode=True,

@@ -15,7 +15,8 @@ description:
   - The lock tags of M(rekey.aws.rotation_lock) and the user's other tags are left alone.
   - With O(state=present) it records what it is told, whichever run recorded the state before
     (returned in RV(previous)); take the user's lock with M(rekey.aws.rotation_lock) first.
-  - Makes one C(ListUserTags) call, and one C(TagUser) or C(UntagUser) call only when something changes.
+  - Makes one C(ListUserTags) call, and one C(TagUser) or C(UntagUser) call only when something
+    changes; with O(read=false), only the C(TagUser) or C(UntagUser) call.
   - Read the state with M(rekey.aws.rotation_state_info).
 author:
   - rekey.aws contributors (@rekey)
@@ -53,6 +54,15 @@ options:
   new_key_id:
     description: The id of the key that replaces it, once created. Only with O(state=present).
     type: str
+  read:
+    description:
+      - V(false) writes without reading the user's tags first, for a caller that knows them (a
+        rotation holding the user's lock wrote them): with O(state=present) the state is always
+        written (no same-state check, no room check: IAM refuses a 51st tag), with
+        O(state=absent) every state tag is removed whichever run recorded it. Either way the task
+        reports a change and RV(previous) is V(null).
+    type: bool
+    default: true
 notes:
   - IAM allows 50 tags per user; the task fails before writing when the state tags would not fit.
 seealso:
@@ -194,8 +204,27 @@ def ensure_absent(module, iam, user, tags, previous):
     return {"changed": True, "rotation": None, "previous": previous}
 
 
+def run_blind(module, iam, user, now):
+    """read=false: write (or remove) the state without reading the tags."""
+    p = module.params
+    if p["state"] == "absent":
+        if not module.check_mode:
+            iam.untag_user(user, STATE_TAGS)
+        return {"changed": True, "rotation": None, "previous": None}
+    desired = encode_state(p["run_id"], p["phase"], p["old_key_id"], p["new_key_id"], iso(now))
+    if not module.check_mode:
+        iam.tag_user(user, desired)
+    return {"changed": True, "rotation": decode_state([{"Key": k, "Value": v} for k, v in desired.items()]),
+            "previous": None}
+
+
 def run(module, iam, now):
     user = module.params["user_name"]
+    if not module.params["read"]:
+        result = run_blind(module, iam, user, now)
+        if module._diff:
+            result["diff"] = {"before": {"rotation": "(not read: read=false)"}, "after": {"rotation": result["rotation"]}}
+        return result
     tags = iam.user_tags(user)
     previous = decode_state(tags)
     if module.params["state"] == "present":
@@ -216,6 +245,7 @@ def main():
             phase={"type": "str", "choices": list(PHASES)},
             old_key_id={"type": "str", "no_log": False},
             new_key_id={"type": "str", "no_log": False},
+            read={"type": "bool", "default": True},
         ),
         required_if=[("state", "present", ["run_id", "phase"])],
         supports_check_mode=True,

@@ -63,6 +63,8 @@ rotations:
         holder: awx-node-2 pid 812
         until: "2024-05-01T13:00:00+00:00"
         expired: false
+      tag_keys: [rekey:lock-holder, rekey:lock-run, rekey:lock-until, rekey:new, rekey:old, rekey:phase, rekey:run,
+                 rekey:updated, team]
   contains:
     run_id:
       description: The run that recorded the state.
@@ -95,6 +97,12 @@ rotations:
         expired:
           description: Whether it has expired (a lock without a readable expiry counts as expired).
           type: bool
+    tag_keys:
+      description:
+        - The keys of every tag of the user, sorted (no values), so that M(rekey.aws.rotation_lock)
+          given this entry in O(rekey.aws.rotation_lock#module:known) can tell whether its tags fit.
+      type: list
+      elements: str
 """
 
 import datetime
@@ -122,7 +130,8 @@ def read(iam, users, now):
     rotations = {}
     for user in users:
         tags = iam.user_tags(user)
-        rotations[user] = dict(decode_state(tags) or NO_STATE, lock=decode_lock(tags, now))
+        rotations[user] = dict(decode_state(tags) or NO_STATE, lock=decode_lock(tags, now),
+                               tag_keys=sorted(t["Key"] for t in tags))
     return rotations
 
 

@@ -33,6 +33,17 @@ def explain(run) -> str:
     return f"rc={run.rc}\nSTDOUT:\n{run.stdout[-6000:]}\nSTDERR:\n{run.stderr[-2000:]}"
 
 
+def test_a_limit_leaving_out_localhost_fails_clearly(tmp_path):
+    """No fleet needed: the check is the first play and contacts no host (web1 does not exist)."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"web1": {"ansible_host": "192.0.2.1"}}}}))
+    run = run_playbook(AUDIT, inventory=str(inventory), args=["--limit", "web1"])
+    assert run.rc != 0, explain(run)
+    failure = run.task("Stop when --limit leaves out localhost")["result"]["msg"]
+    assert failure.startswith("Nothing was audited. --limit web1 leaves out localhost"), failure
+    assert [r["task"] for r in run.results if r["task"] == "Read the keys"] == []
+
+
 @pytest.mark.fleet
 def test_the_audit_maps_consumers_to_hosts_and_advises(lab, tmp_path):
     user, held = lab.seed(prefix="audit")  # both hosts' demo app run on it: used

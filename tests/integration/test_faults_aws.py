@@ -323,7 +323,8 @@ def test_inactive_key_unused_for_long_is_pruned_and_the_user_rotated(clean):
     new_id = assert_rotated(observed, old["AccessKeyId"])
     assert_safe(observed)
     assert observed.entry["pruned_key_ids"] == [spare]
-    assert key_writes(observed) == {"iam:DeleteAccessKey": 2, "iam:CreateAccessKey": 1, "iam:UpdateAccessKey": 1}
+    # The prune and the old key, plus the lock's two permission probes.
+    assert key_writes(observed) == {"iam:DeleteAccessKey": 3, "iam:CreateAccessKey": 1, "iam:UpdateAccessKey": 2}
     assert_rerun_changes_nothing(lab, user, consumers, new_id)
 
 
@@ -343,7 +344,8 @@ def test_limit_exceeded_on_create_touches_no_host(clean):
     failure = observed.failure()
     assert "iam:CreateAccessKey" in failure and "LimitExceeded" in failure and user in failure, failure
     assert observed.entry["result"] == "rolled_back" and observed.entry["hosts_not_reached"] == lab.hosts
-    assert key_writes(observed) == {"iam:CreateAccessKey": 1}
+    # With the lock's two permission probes (on a key id IAM never issues).
+    assert key_writes(observed) == {"iam:CreateAccessKey": 1, "iam:UpdateAccessKey": 1, "iam:DeleteAccessKey": 1}
     assert observed.keys == {old["AccessKeyId"]: "Active"}
     assert host_files(lab) == before
     assert set(observed.apps.values()) == {old["AccessKeyId"]}
@@ -387,21 +389,20 @@ def limited_admin(lab, denied_action: str) -> dict:
 class DeniedCase:
     user: str
     old_id: str
-    new_id: str
     first: Observed
     rerun: Observed
 
 
 def denied_case(lab, denied_action: str) -> DeniedCase:
-    """A forced rotation with an admin key that may not call denied_action, then a re-run with the
-    full admin key (the operator fixed the policy)."""
+    """A forced rotation with an admin key that may not call denied_action, then a forced re-run with
+    the full admin key (the operator fixed the policy)."""
     lab.ep.clear_faults()
     user, old = lab.seed()
     consumers = everywhere(lab, demo_consumer(user))
     first = run_under(lab, user, consumers, name=denied_action.replace(":", "-"), rotate_force=True,
                       rotate_aws=limited_admin(lab, denied_action))
-    rerun = run_under(lab, user, consumers, name="denied-rerun")
-    return DeniedCase(user, old["AccessKeyId"], first.entry["new_key_id"], first, rerun)
+    rerun = run_under(lab, user, consumers, name="denied-rerun", rotate_force=True)
+    return DeniedCase(user, old["AccessKeyId"], first, rerun)
 
 
 @pytest.fixture(scope="module")
@@ -414,68 +415,40 @@ def denied_update(lab):
     return denied_case(lab, "iam:UpdateAccessKey")
 
 
-def assert_denied_run_is_safe(case: DeniedCase) -> None:
+def assert_refused_before_any_write(case: DeniedCase, action: str) -> None:
+    """The lock's permission check (issue 11): refused before the lock, naming the action; only the
+    two probes (on a key id IAM never issues) were sent; no key, tag or host changed."""
     first = case.first
     assert first.run.rc != 0, explain(first)
-    assert first.entry["result"] != "rotated", first.entry
+    lock_message = first.run.task("rekey.aws.rotate : Lock the users of this run")["result"]["msg"]
+    assert lock_message.startswith("Nothing was changed") and f"{action} (IAM user '{case.user}')" in lock_message
+    assert action in first.failure(), first.failure()
+    assert first.writes == {"iam:UpdateAccessKey": 1, "iam:DeleteAccessKey": 1}, first.counts
+    assert first.keys == {case.old_id: "Active"}
+    assert set(first.apps.values()) == {case.old_id} and set(first.files.values()) == {case.old_id}
+    assert first.entry["result"] == "refused", first.entry
     assert_safe(first)
-    # The rollout went through: every host runs on the new key; the old key still exists.
-    assert case.new_id and set(first.apps.values()) == {case.new_id}
-    assert first.keys.get(case.new_id) == "Active" and case.old_id in first.keys
 
 
-def test_admin_without_delete_permission_names_the_denied_action(denied_delete):
-    failure = denied_delete.first.failure()
-    assert "iam:DeleteAccessKey" in failure and "access denied" in failure.lower(), failure
-
-
-def test_admin_without_delete_permission_leaves_a_safe_state(denied_delete):
-    assert_denied_run_is_safe(denied_delete)
-
-
-def test_admin_without_delete_permission_keeps_the_old_key_inactive(denied_delete):
-    """The fleet was re-checked healthy without the old key; only the delete failed: it stays off."""
-    case = denied_delete
-    assert case.first.keys == {case.new_id: "Active", case.old_id: "Inactive"}
-
-
-def test_admin_without_delete_permission_report_states_the_old_key_inactive(denied_delete):
-    case = denied_delete
-    assert case.first.entry["old_key_final_state"] == case.first.keys[case.old_id] == "Inactive", case.first.entry
+def test_admin_without_delete_permission_is_refused_before_any_write(denied_delete):
+    assert_refused_before_any_write(denied_delete, "iam:DeleteAccessKey")
 
 
 def test_admin_without_delete_permission_then_rerun_converges(denied_delete):
     case = denied_delete
-    assert case.rerun.run.rc == 0, explain(case.rerun)
-    assert case.rerun.keys == {case.new_id: "Active"}
-    assert set(case.rerun.apps.values()) == {case.new_id}
+    new_id = assert_rotated(case.rerun, case.old_id)
+    assert set(case.rerun.apps.values()) == {new_id}
     assert_safe(case.rerun)
 
 
-def test_admin_without_update_permission_names_the_denied_action(denied_update):
-    failure = denied_update.first.failure()
-    assert "iam:UpdateAccessKey" in failure and "access denied" in failure.lower(), failure
-
-
-def test_admin_without_update_permission_states_the_old_key_stayed_active(denied_update):
-    case = denied_update
-    failure = case.first.failure()
-    assert case.old_id in failure and "was reactivated" not in failure, failure
-
-
-def test_admin_without_update_permission_leaves_a_safe_state(denied_update):
-    case = denied_update
-    assert_denied_run_is_safe(case)
-    # Deactivation was refused: both keys stay Active, and the report says so.
-    assert case.first.keys == {case.new_id: "Active", case.old_id: "Active"}
-    assert case.first.entry["old_key_final_state"] == "Active", case.first.entry
+def test_admin_without_update_permission_is_refused_before_any_write(denied_update):
+    assert_refused_before_any_write(denied_update, "iam:UpdateAccessKey")
 
 
 def test_admin_without_update_permission_then_rerun_converges(denied_update):
     case = denied_update
-    assert case.rerun.run.rc == 0, explain(case.rerun)
-    assert case.rerun.keys == {case.new_id: "Active"}
-    assert set(case.rerun.apps.values()) == {case.new_id}
+    new_id = assert_rotated(case.rerun, case.old_id)
+    assert set(case.rerun.apps.values()) == {new_id}
     assert_safe(case.rerun)
 
 

@@ -1,6 +1,7 @@
 """Least privilege, proven: docs/iam-policy.json is enough for a full rotation and the audit, run
-as an IAM user holding exactly that policy on the strict endpoint; without iam:TagUser the
-rotation is refused before any IAM write, naming the action; the permission check of
+as an IAM user holding exactly that policy on the strict endpoint; without iam:TagUser, or
+without iam:UpdateAccessKey or iam:DeleteAccessKey (which the lock's permission check probes),
+the rotation is refused before any IAM write, naming the action; the permission check of
 module_utils/_permissions.py finds a missing iam:UpdateAccessKey, iam:DeleteAccessKey or
 iam:UntagUser before any write.
 
@@ -256,8 +257,10 @@ def test_without_tag_user_the_rotation_is_refused_before_any_iam_write(lab):
     run = lab.run(everywhere(lab, demo_consumer(user)), rotate_force=True, rotate_aws=aws)
 
     assert run.rc != 0, explain(run)
-    # The only IAM write attempted is the denied lock: it is the first write, and nothing came after it.
-    assert lab.ep.write_counts() == {"iam:TagUser": 1}, lab.ep.counts()
+    # The only IAM write attempted is the denied lock: it is the first write, and nothing came after
+    # it. Before it, the lock's permission probes (on a key id IAM never issues: they change nothing).
+    assert lab.ep.write_counts() == {"iam:TagUser": 1, "iam:UpdateAccessKey": 1, "iam:DeleteAccessKey": 1}, \
+        lab.ep.counts()
     assert iam_state(lab.ep, user) == before_iam
     assert {h: lab.read(h, CREDENTIALS) for h in lab.hosts} == before_files
     assert all(lab.app_key_id(h) == old["AccessKeyId"] for h in lab.hosts)
@@ -268,3 +271,31 @@ def test_without_tag_user_the_rotation_is_refused_before_any_iam_write(lab):
     report = run.report
     assert not report["ok"] and "refused before any change" in report["message"], report
     assert [u["result"] for u in report["users"]] == ["refused"]
+
+
+@pytest.mark.fleet
+@pytest.mark.parametrize("missing", _permissions.LOCK_PROBES)
+def test_without_a_key_write_the_rotation_is_refused_before_the_lock(lab, missing):
+    """The lock's permission check: a policy without iam:UpdateAccessKey (or DeleteAccessKey) could
+    create and distribute a key but never retire the old one (nor delete a new key no host got).
+    Refused before the first write: no TagUser, no CreateAccessKey, and the message names the action."""
+    user, old = lab.seed(prefix=f"lp-no{missing[4:10].lower()}")
+    before_iam = iam_state(lab.ep, user)
+    before_files = {h: lab.read(h, CREDENTIALS) for h in lab.hosts}
+    aws = rotate_aws(lab, policy_without(missing))
+    lab.ep.reset_counts()
+
+    run = lab.run(everywhere(lab, demo_consumer(user)), rotate_force=True, rotate_aws=aws)
+
+    assert run.rc != 0, explain(run)
+    counts = lab.ep.counts()
+    assert "iam:TagUser" not in counts and "iam:CreateAccessKey" not in counts, counts
+    # Only the two probes, on a key id IAM never issues.
+    assert lab.ep.write_counts() == {"iam:UpdateAccessKey": 1, "iam:DeleteAccessKey": 1}, counts
+    assert iam_state(lab.ep, user) == before_iam
+    assert {h: lab.read(h, CREDENTIALS) for h in lab.hosts} == before_files
+    lock_message = run.task(LOCK_TASK)["result"]["msg"]
+    assert lock_message.startswith("Nothing was changed") and f"{missing} (IAM user '{user}')" in lock_message, \
+        lock_message
+    assert missing in run.task(FAILED_TASK)["result"]["msg"]
+    assert [u["result"] for u in run.report["users"]] == ["refused"], run.report

@@ -283,3 +283,56 @@ def test_a_failed_write_releases_the_locks_this_task_took(endpoint):
     assert endpoint.counts() == {"iam:ListUserTags": 3, "iam:TagUser": 2, "iam:UntagUser": 1}
     assert aws_lock(endpoint, first) is None and aws_lock(endpoint, second) is None
     assert_clean(run)
+
+
+def test_a_rotation_locks_renews_and_unlocks_with_one_call_each_and_the_state_in_it(endpoint):
+    """The options the rotation uses (issue 10): the lock decided on rotation_state_info's read
+    (known) with the state written in the same TagUser, no read-back; renewed while held
+    (held_until) with one TagUser; released with its state (clear_state_of) in one UntagUser. The
+    user's other tags are kept; a lock another run holds, seen in known, refuses without a call."""
+    user = endpoint.new_user("lockrec")
+    endpoint.iam().tag_user(UserName=user, Tags=[{"Key": "team", "Value": "payments"}])
+    mine = {"run_id": "run-7", "holder": "ctl-1 pid 7", "ttl_s": 600}
+    record = [{"user_name": user, "phase": "planned", "old_key_id": "AKIAIOSFODNN7EXAMPLE"}]
+    run = run_playbook(play(endpoint, [
+        {"name": "read", "rekey.aws.rotation_state_info": {"user_names": ["{{ users[0] }}"]}, "register": "read"},
+        {"name": "count", "ansible.builtin.uri": {"url": endpoint.control_url + "/counts/reset", "method": "POST",
+                                                  "body_format": "json", "body": {}}},
+        lock_task("lock", known="{{ read.rotations }}", read_back=False, record=record, **mine),
+    ], users=[user]))
+    assert run.rc == 0, run.stdout + run.stderr
+    assert endpoint.counts() == {"iam:TagUser": 1}
+    until = run.task("lock")["result"]["locks"][0]["until"]
+    tags = aws_tags(endpoint, user)
+    assert tags["rekey:lock-run"] == "run-7" and tags["rekey:lock-until"] == until and tags["team"] == "payments"
+    assert (tags["rekey:run"], tags["rekey:phase"], tags["rekey:old"], tags["rekey:new"]) == (
+        "run-7", "planned", "AKIAIOSFODNN7EXAMPLE", "")
+
+    endpoint.reset_counts()
+    time.sleep(1.1)
+    renewed = run_playbook(play(endpoint, [
+        dict(lock_task("renew", held_until=until, read_back=False, record=[dict(record[0], phase="distributed")],
+                       **mine), register="renewed"),
+        {"name": "between", "rekey.aws.rotation_state_info": {"user_names": ["{{ users[0] }}"]}, "register": "between"},
+        lock_task("unlock", run_id="run-7", state="unlocked", held_until="{{ renewed.locks[0].until }}",
+                  clear_state_of=[user]),
+    ], users=[user]))
+    assert renewed.rc == 0, renewed.stdout + renewed.stderr
+    # One TagUser to renew, one read out of the module under test's way, one UntagUser to release.
+    assert endpoint.counts() == {"iam:TagUser": 1, "iam:ListUserTags": 1, "iam:UntagUser": 1}
+    between = renewed.task("between")["result"]["rotations"][user]
+    assert between["phase"] == "distributed" and between["lock"]["until"] > until
+    assert aws_tags(endpoint, user) == {"team": "payments"}
+
+    put_lock(endpoint, user, "run-8", "ctl-2 pid 9", iso_in(600))
+    endpoint.reset_counts()
+    refused = run_playbook(play(endpoint, [
+        {"name": "read", "rekey.aws.rotation_state_info": {"user_names": ["{{ users[0] }}"]}, "register": "read"},
+        {"name": "count", "ansible.builtin.uri": {"url": endpoint.control_url + "/counts/reset", "method": "POST",
+                                                  "body_format": "json", "body": {}}},
+        dict(lock_task("lock", known="{{ read.rotations }}", read_back=False, check_permissions=True, **mine),
+             ignore_errors=True),
+    ], users=[user]))
+    result = refused.task("lock")
+    assert result["status"] == "ignored" and "is locked by run run-8" in result["result"]["msg"], result
+    assert endpoint.counts() == {}

@@ -83,6 +83,10 @@ class Endpoint:
         """The requests a fault answered: {action: {error code: n}}."""
         return self._control("GET", "/counts/faulted")
 
+    def host_counts(self) -> dict:
+        """The counts of the requests that did not come from the controller (the fleet's hosts)."""
+        return self._control("GET", "/counts/hosts")
+
     def reset_counts(self) -> None:
         self._control("POST", "/counts/reset", {})
 

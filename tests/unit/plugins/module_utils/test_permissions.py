@@ -72,6 +72,14 @@ def test_probe_calls_cover_each_user_once_with_its_name():
     assert perm.probe_calls([]) == []
 
 
+def test_the_lock_probes_only_the_key_writes_within_the_call_budget():
+    """Two probes per user: with the rotation's 10 calls, 12 (issue 10); iam:UntagUser is not probed
+    by the lock (it only releases the lock and clears the state, after the keys are settled)."""
+    calls = perm.probe_calls(["a"], perm.LOCK_PROBES)
+    assert [a for a, _m, _k, _g in calls] == ["iam:UpdateAccessKey", "iam:DeleteAccessKey"]
+    assert set(perm.LOCK_PROBES) <= set(a for a, _m, _k, _g in perm.PROBES)
+
+
 @pytest.mark.parametrize("code, granted, verdict", [
     ("NoSuchEntity", ("NoSuchEntity",), "granted"),
     (None, (None,), "granted"),

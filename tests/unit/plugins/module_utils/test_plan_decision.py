@@ -194,8 +194,10 @@ def test_host_work_is_the_hosts_consumers_being_distributed():
 
 
 @pytest.mark.parametrize("resume_mode,phase,expected", [
-    ("none", "planned", "planned"), ("continue", "key_created", "key_stored"), ("continue", "key_stored", "key_stored"),
-    ("continue", "key_verified", "key_verified"), ("continue", "distributing", "distributing"),
+    # A stored key may reach the hosts from the lock on: no write comes between (issue 10).
+    ("none", "planned", "planned"), ("continue", "key_created", "distributing"),
+    ("continue", "key_stored", "distributing"), ("continue", "key_verified", "distributing"),
+    ("continue", "distributing", "distributing"),
     ("finish", "distributed", "distributed"), ("finish", "old_deactivated", "old_deactivated"),
 ])
 def test_first_phase_recorded_never_goes_back(resume_mode, phase, expected):

@@ -198,3 +198,54 @@ def test_user_names(names, problem):
 
 def test_users_are_deduplicated_and_sorted():
     assert _rotation.unique_users(["b", "a", "b"]) == ["a", "b"]
+
+
+# --- what the lock may leave out reading (issue 10) ---------------------------------------------
+
+@pytest.mark.parametrize("held_until,expected", [
+    ("2024-05-31T12:00:01+00:00", True),   # still ours
+    ("2024-05-31T12:00:00+00:00", False),  # expires now: read
+    ("2024-05-31T11:00:00+00:00", False),  # expired: another run may have taken it
+    ("", False), (None, False), ("not a time", False),
+])
+def test_a_held_lock_is_trusted_only_until_it_expires(held_until, expected):
+    assert _rotation.held(held_until, NOW) is expected
+
+
+def test_known_tags_give_the_lock_decision_and_the_room_check_what_a_read_gives():
+    read = tags(lock_run="run-a", lock_holder="ctl-1 pid 7", lock_until="2024-05-31T13:00:00+00:00",
+                phase="planned") + [{"Key": "team", "Value": "ops"}]
+    entry = {"lock": _rotation.decode_lock(read, NOW), "tag_keys": sorted(t["Key"] for t in read)}
+    known = _rotation.known_tags(entry)
+    assert _rotation.decode_lock(known, NOW) == _rotation.decode_lock(read, NOW)
+    assert sorted(_rotation.tag_map(known)) == sorted(_rotation.tag_map(read))
+    # The expiry is judged again when the lock is decided, not when it was read.
+    later = NOW + datetime.timedelta(hours=2)
+    assert _rotation.decode_lock(known, later)["expired"] is True
+
+
+def test_known_tags_of_an_unlocked_user():
+    entry = {"lock": None, "tag_keys": ["team"]}
+    assert _rotation.decode_lock(_rotation.known_tags(entry), NOW) is None
+    assert _rotation.known_tags(entry) == [{"Key": "team", "Value": ""}]
+
+
+@pytest.mark.parametrize("known,problem", [
+    ({"a": {"lock": None, "tag_keys": []}, "b": {"lock": None, "tag_keys": []}}, None),
+    ({"a": {"lock": None, "tag_keys": []}}, "known has no rotation_state_info entry with tag_keys for b"),
+    ({"a": {"lock": None}, "b": None}, "known has no rotation_state_info entry with tag_keys for a, b"),
+])
+def test_known_must_cover_every_user(known, problem):
+    found = _rotation.known_problem(known, ["a", "b"])
+    assert (found is None) if problem is None else found.startswith(problem)
+
+
+@pytest.mark.parametrize("record,problem", [
+    ([{"user_name": "a", "phase": "planned"}, {"user_name": "b", "phase": "distributed"}], None),
+    ([{"user_name": "c", "phase": "planned"}], "record names IAM user 'c', which is not in user_names a, b"),
+    ([{"user_name": "a", "phase": "planned"}, {"user_name": "a", "phase": "planned"}], "record names IAM user 'a' twice"),
+    ([{"user_name": "a", "phase": "halfway"}], "record for IAM user 'a' has phase 'halfway'"),
+])
+def test_record_entries_name_a_locked_user_once_with_a_phase(record, problem):
+    found = _rotation.record_problem(record, ["a", "b"])
+    assert (found is None) if problem is None else found.startswith(problem)

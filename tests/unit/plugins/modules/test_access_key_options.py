@@ -68,10 +68,10 @@ def test_access_key_refuses(capsys, args, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    ({}, "give exactly one of user_name, user_names or all_users=true; got none of them"),
-    ({"all_users": False}, "give exactly one of user_name, user_names or all_users=true; got none of them"),
+    ({}, "give exactly one of user_name, user_names, all_users=true or access_key_ids; got none of them"),
+    ({"all_users": False}, "give exactly one of user_name, user_names, all_users=true or access_key_ids; got none of them"),
     ({"user_name": "a", "all_users": True},
-     "give exactly one of user_name, user_names or all_users=true; got user_name and all_users"),
+     "give exactly one of user_name, user_names, all_users=true or access_key_ids; got user_name and all_users"),
     ({"user_names": []}, "user_names is empty: expected at least one IAM user name"),
     ({"user_name": ""}, "user_name is empty: expected an IAM user name"),
     ({"user_name": "a", "min_age_days": -5}, "min_age_days=-5 is not valid: expected 0 or more days"),
