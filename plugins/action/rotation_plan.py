@@ -33,7 +33,7 @@ ARGUMENT_SPEC = {
     "limit_hosts": {"type": "list", "elements": "str"},
 }
 NO_VAULT_SECRET = ("Nothing was changed. rotate_store_backend vault_file needs a vault secret to store the new keys: run "
-                   "with --vault-password-file or --vault-id, or use rotate_store_backend=secretsmanager")
+                   "with --vault-password-file or --vault-id, or use rotate_store_backend=ssm or secretsmanager")
 
 
 class ActionModule(ActionBase):
@@ -45,6 +45,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         dummy, args = self.validate_argument_spec(ARGUMENT_SPEC)
         args["settings"] = _preflight.normalized(args["settings"])
+        self._vars = task_vars
         inventory = self._inventory(task_vars)
         if args["step"] == "check":
             return dict(result, **self._check(args, inventory))
@@ -67,8 +68,10 @@ class ActionModule(ActionBase):
                "check_mode": bool(self._task.check_mode)}
         settings = args["settings"]
         report_path = _preflight.report_path(settings["rotate_report_path"], run_id)
+        job_vars = dict((name, self._vars.get(name)) for name in _preflight.AWX_JOB_VARS)
         problems = _preflight.preflight_problems(settings, args["hosts"], inventory, args["consumers_option"],
-                                                 args["target_group_hosts"], report_path, os.path.isfile)
+                                                 args["target_group_hosts"], report_path, os.path.isfile,
+                                                 job_vars=job_vars)
         out = {"run": run, "report_path": report_path, "changed": False}
         if problems:
             return dict(out, failed=True, users=[], msg="Nothing was changed. %s" % " | ".join(problems))
