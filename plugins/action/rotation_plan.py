@@ -17,7 +17,7 @@ import random
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.rekey.aws.plugins.module_utils import _plan, _preflight, _rollout
+from ansible_collections.rekey.aws.plugins.module_utils import _plan, _preflight, _resume, _rollout
 from ansible_collections.rekey.aws.plugins.module_utils._keys import iso
 
 ARGUMENT_SPEC = {
@@ -75,7 +75,8 @@ class ActionModule(ActionBase):
         out = {"run": run, "report_path": report_path, "changed": False}
         if problems:
             return dict(out, failed=True, users=[], msg="Nothing was changed. %s" % " | ".join(problems))
-        return dict(out, users=_preflight.selected_users(settings["rotate_users"], args["hosts"], inventory))
+        return dict(out, users=_preflight.selected_users(settings["rotate_users"], args["hosts"], inventory),
+                    store_phases=list(_resume.STORE_PHASES))
 
     def _plan(self, args, inventory, task_vars):
         settings, run = args["settings"], args["run"]
@@ -85,7 +86,7 @@ class ActionModule(ActionBase):
         plan = _plan.decide(users, args["keys"], args["recorded"], store_holds, settings,
                             datetime.datetime.now(datetime.timezone.utc), args["hosts"], list(inventory), inventory,
                             run["run_id"])
-        out = {"plan": plan, "todo": _plan.todo(plan["users"], settings), "changed": False}
+        out = {"plan": plan, "todo": _plan.todo(plan["users"], settings, plan["entries"]), "changed": False}
         refusals = list(plan["errors"])
         left_out = _rollout.left_out_problem(plan["targets"], args["limit_hosts"])
         if left_out and not refusals:
