@@ -22,7 +22,7 @@ from ansible_collections.rekey.aws.plugins.module_utils import _rollout
 
 ARGUMENT_SPEC = {
     "consumers": {"type": "list", "elements": "dict", "required": True},
-    "state": {"type": "str", "choices": ["updated", "restored", "checked", "prechecked", "cleaned"],
+    "state": {"type": "str", "choices": ["updated", "restored", "reverted", "checked", "prechecked", "cleaned"],
               "default": "updated"},
     "store": {"type": "dict", "default": {}},
     "existed": {"type": "dict", "default": {}},
@@ -56,6 +56,11 @@ class ActionModule(ActionBase):
             elif args["state"] == "restored":
                 problems, changed = self._restore(rollout.restorable(consumers, args["existed"]))
                 result.update(problems=problems, changed=changed)
+            elif args["state"] == "reverted":
+                problems, changed = self._revert(rollout.reverting(consumers, users))
+                result.update(problems=problems, changed=changed)
+                if problems:
+                    result.update(failed=True, msg="; ".join(problems))
             elif args["state"] == "checked":
                 result["health_failures"] = self._health(consumers, "target_key_id")
             elif args["state"] == "prechecked":
@@ -162,6 +167,21 @@ class ActionModule(ActionBase):
             return problems, False
         problems += self._apply([c for c in consumers if c["name"] in changed])
         problems += [f["output"] for f in self._health(consumers, "old_key_id")]
+        return problems, bool(changed)
+
+    def _revert(self, consumers):
+        """Put the files back from a killed run's backups (its new key's secret is lost), apply those
+        changed, re-check on the old key: (problems, changed)."""
+        if not consumers:
+            return [], False
+        reverted = self._module("rekey.aws.consumer_files", {"state": "reverted", "consumers": consumers})
+        problems = rollout.file_problems(self._host, reverted)
+        if reverted.get("unreachable"):
+            return problems, False
+        changed = rollout.changed_names(reverted)
+        problems += rollout.lost_key_problems(self._host, consumers, reverted)
+        problems += self._apply([c for c in consumers if c["name"] in changed])
+        problems += [f["output"] for f in self._health(consumers, "old_key_id", existing_files_only=True)]
         return problems, bool(changed)
 
     # --- the controller's part ----------------------------------------------------------------

@@ -17,7 +17,7 @@ import random
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.rekey.aws.plugins.module_utils import _plan, _preflight, _rollout
+from ansible_collections.rekey.aws.plugins.module_utils import _plan, _preflight, _resume, _rollout
 from ansible_collections.rekey.aws.plugins.module_utils._keys import iso
 
 ARGUMENT_SPEC = {
@@ -33,7 +33,7 @@ ARGUMENT_SPEC = {
     "limit_hosts": {"type": "list", "elements": "str"},
 }
 NO_VAULT_SECRET = ("Nothing was changed. rotate_store_backend vault_file needs a vault secret to store the new keys: run "
-                   "with --vault-password-file or --vault-id, or use rotate_store_backend=secretsmanager")
+                   "with --vault-password-file or --vault-id, or use rotate_store_backend=ssm or secretsmanager")
 
 
 class ActionModule(ActionBase):
@@ -45,6 +45,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         dummy, args = self.validate_argument_spec(ARGUMENT_SPEC)
         args["settings"] = _preflight.normalized(args["settings"])
+        self._vars = task_vars
         inventory = self._inventory(task_vars)
         if args["step"] == "check":
             return dict(result, **self._check(args, inventory))
@@ -67,12 +68,15 @@ class ActionModule(ActionBase):
                "check_mode": bool(self._task.check_mode)}
         settings = args["settings"]
         report_path = _preflight.report_path(settings["rotate_report_path"], run_id)
+        job_vars = dict((name, self._vars.get(name)) for name in _preflight.AWX_JOB_VARS)
         problems = _preflight.preflight_problems(settings, args["hosts"], inventory, args["consumers_option"],
-                                                 args["target_group_hosts"], report_path, os.path.isfile)
+                                                 args["target_group_hosts"], report_path, os.path.isfile,
+                                                 job_vars=job_vars)
         out = {"run": run, "report_path": report_path, "changed": False}
         if problems:
             return dict(out, failed=True, users=[], msg="Nothing was changed. %s" % " | ".join(problems))
-        return dict(out, users=_preflight.selected_users(settings["rotate_users"], args["hosts"], inventory))
+        return dict(out, users=_preflight.selected_users(settings["rotate_users"], args["hosts"], inventory),
+                    store_phases=list(_resume.STORE_PHASES))
 
     def _plan(self, args, inventory, task_vars):
         settings, run = args["settings"], args["run"]
@@ -82,7 +86,7 @@ class ActionModule(ActionBase):
         plan = _plan.decide(users, args["keys"], args["recorded"], store_holds, settings,
                             datetime.datetime.now(datetime.timezone.utc), args["hosts"], list(inventory), inventory,
                             run["run_id"])
-        out = {"plan": plan, "todo": _plan.todo(plan["users"], settings), "changed": False}
+        out = {"plan": plan, "todo": _plan.todo(plan["users"], settings, plan["entries"]), "changed": False}
         refusals = list(plan["errors"])
         left_out = _rollout.left_out_problem(plan["targets"], args["limit_hosts"])
         if left_out and not refusals:

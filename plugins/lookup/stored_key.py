@@ -22,7 +22,7 @@ options:
   backend:
     description: Where the keys are kept.
     type: str
-    choices: [vault_file, secretsmanager]
+    choices: [vault_file, secretsmanager, ssm]
     default: vault_file
   path:
     description:
@@ -40,13 +40,20 @@ options:
         several terms.
       - Default is V(rekey/{user_name}).
     type: str
+  parameter_name:
+    description:
+      - V(ssm) backend. The name of the SecureString parameter.
+      - C({user_name}) in the name is replaced by each term; it must be there when there are
+        several terms.
+      - Default is V(/rekey/{user_name}).
+    type: str
 notes:
-  - With the V(secretsmanager) backend, each term costs one C(GetSecretValue) call, every time
-    the lookup is evaluated.
+  - With the V(secretsmanager) backend, each term costs one C(GetSecretValue) call, with the
+    V(ssm) backend one C(GetParameter) call, every time the lookup is evaluated.
   - Connection options are read as lookup options; environment variables from the controller's
     environment.
 requirements:
-  - boto3 and botocore on the controller, for the V(secretsmanager) backend.
+  - boto3 and botocore on the controller, for the V(secretsmanager) and V(ssm) backends.
 seealso:
   - module: rekey.aws.key_store
 extends_documentation_fragment:
@@ -93,7 +100,9 @@ from ansible.parsing.vault import AnsibleVaultError, is_encrypted
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.rekey.aws.plugins.module_utils import _connection
+from ansible_collections.rekey.aws.plugins.module_utils import _key_record as kr
 from ansible_collections.rekey.aws.plugins.module_utils import _secretsmanager as sm
+from ansible_collections.rekey.aws.plugins.module_utils import _ssm_store
 
 RETURNED_FIELDS = ("user_name", "access_key_id", "secret_access_key")
 
@@ -104,11 +113,14 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         users = self._users(terms)
         try:
-            if self.get_option("backend") == "vault_file":
+            backend = self.get_option("backend")
+            if backend == "vault_file":
                 records = self._from_files(users)
-            else:
+            elif backend == "secretsmanager":
                 records = self._from_secrets(users)
-        except sm.KeyStoreError as exc:
+            else:
+                records = self._from_parameters(users)
+        except kr.KeyStoreError as exc:
             raise AnsibleLookupError(str(exc)) from None
         return [{name: record[name] for name in RETURNED_FIELDS} for record in records]
 
@@ -117,14 +129,14 @@ class LookupModule(LookupBase):
         if not terms:
             raise AnsibleLookupError("rekey.aws.stored_key needs at least one IAM user name as a term")
         for term in terms:
-            problem = sm.user_name_problem(term)
+            problem = kr.user_name_problem(term)
             if problem:
                 raise AnsibleLookupError(problem)
         return list(terms)
 
     @staticmethod
     def _template(option, value, users):
-        if len(users) > 1 and sm.USER_NAME_PLACEHOLDER not in value:
+        if len(users) > 1 and kr.USER_NAME_PLACEHOLDER not in value:
             raise AnsibleLookupError("%s %r must contain {user_name} to look up several users (%s)"
                                      % (option, value, ", ".join(users)))
         return value
@@ -136,7 +148,7 @@ class LookupModule(LookupBase):
         if not template:
             raise AnsibleLookupError("backend vault_file needs path: the file rekey.aws.key_store wrote")
         template = self._template("path", os.path.expandvars(os.path.expanduser(template)), users)
-        return [self._from_file(self._loader.path_dwim(sm.expand_location(template, user)), user)
+        return [self._from_file(self._loader.path_dwim(kr.expand_location(template, user)), user)
                 for user in users]
 
     def _from_file(self, path, user):
@@ -144,33 +156,45 @@ class LookupModule(LookupBase):
             with open(path, "rb") as handle:
                 data = handle.read()
         except FileNotFoundError:
-            raise sm.KeyStoreError("no stored key for IAM user %r: %s does not exist" % (user, path)) from None
+            raise kr.KeyStoreError("no stored key for IAM user %r: %s does not exist" % (user, path)) from None
         except OSError as exc:
-            raise sm.KeyStoreError("cannot read the stored key of IAM user %r from %s: %s"
+            raise kr.KeyStoreError("cannot read the stored key of IAM user %r from %s: %s"
                                    % (user, path, exc.strerror or exc)) from None
         if not is_encrypted(data):
-            raise sm.KeyStoreError("the stored key of IAM user %r: %s is not an Ansible Vault file" % (user, path))
+            raise kr.KeyStoreError("the stored key of IAM user %r: %s is not an Ansible Vault file" % (user, path))
         if not self._loader._vault.secrets:
-            raise sm.KeyStoreError("the stored key of IAM user %r is in %s, encrypted with Ansible Vault: run with "
+            raise kr.KeyStoreError("the stored key of IAM user %r is in %s, encrypted with Ansible Vault: run with "
                                    "--vault-password-file or --vault-id" % (user, path))
         try:
             plaintext = self._loader._vault.decrypt(data)
         except AnsibleVaultError:
-            raise sm.KeyStoreError("cannot decrypt the stored key of IAM user %r in %s with this run's vault "
+            raise kr.KeyStoreError("cannot decrypt the stored key of IAM user %r in %s with this run's vault "
                                    "secrets" % (user, path)) from None
-        record = sm.parse_record(plaintext.decode("utf-8", errors="replace"), path)
-        sm.check_owner(record, user, path)
+        record = kr.parse_record(plaintext.decode("utf-8", errors="replace"), path)
+        kr.check_owner(record, user, path)
         return record
 
     # --- secretsmanager -----------------------------------------------------------------------
 
     def _from_secrets(self, users):
-        if not _connection.HAS_BOTO3:
-            raise AnsibleLookupError("backend secretsmanager needs boto3 and botocore in the controller's Python")
         template = self._template("secret_name", self.get_option("secret_name") or "rekey/{user_name}", users)
+        return self._from_aws(users, "secretsmanager", sm, template)
+
+    # --- ssm ----------------------------------------------------------------------------------
+
+    def _from_parameters(self, users):
+        template = self._template("parameter_name", self.get_option("parameter_name")
+                                  or _ssm_store.DEFAULT_PARAMETER_NAME, users)
+        return self._from_aws(users, "ssm", _ssm_store, template)
+
+    def _from_aws(self, users, service, backend, template):
+        """One read_record call per user (_secretsmanager and _ssm_store: the same signature)."""
+        if not _connection.HAS_BOTO3:
+            raise AnsibleLookupError("backend %s needs boto3 and botocore in the controller's Python"
+                                     % self.get_option("backend"))
         params = self._connection_params()
-        client = _connection.client(_connection.admin_session(params), "secretsmanager", params, params["retries"])
-        return [sm.read_record(client, sm.expand_location(template, user), user) for user in users]
+        client = _connection.client(_connection.admin_session(params), service, params, params["retries"])
+        return [backend.read_record(client, kr.expand_location(template, user), user) for user in users]
 
     def _connection_params(self):
         """The connection options, with the modules' environment fallbacks and defaults.

@@ -151,6 +151,28 @@ def adopt_run_id(plan_user):
     return None
 
 
+def reverting(consumers, users):
+    """The consumers of rotations to revert (users: the plan's users), each with the killed run
+    whose backups are put back (revert_run_id) and the key id the store lost (lost_key_id)."""
+    out = []
+    for c in consumers:
+        resume = (users.get(c["iam_user"]) or {}).get("resume") or {}
+        if resume.get("mode") == "revert":
+            out.append(dict(c, revert_run_id=resume["run_id"], lost_key_id=resume["discard_key_id"]))
+    return out
+
+
+def lost_key_problems(host, consumers, result):
+    """A problem for each file that still names the lost key after it was reverted: that key must
+    not be deleted while a host may use it."""
+    paths = dict((c["name"], c["path"]) for c in consumers)
+    lost = dict((c["name"], c["lost_key_id"]) for c in consumers)
+    return ["%s %s %s: still holds key %s, which the secret store lost, and no backup of run %s puts it back"
+            % (host, f["name"], paths.get(f["name"]), lost.get(f["name"]),
+               next((c["revert_run_id"] for c in consumers if c["name"] == f["name"]), "?"))
+            for f in result.get("files", []) if f.get("holds_lost_key")]
+
+
 def with_adoption(consumers, users):
     """The consumers, each with the adopt_run_id of its user (users: the plan's users)."""
     return [dict(c, adopt_run_id=adopt_run_id(users.get(c["iam_user"]))) for c in consumers]

@@ -27,7 +27,7 @@ Every probe is made on each user the run will lock, with that user's name, so a 
 Resource names those users (or their path) is judged on the users themselves. The probes use
 only actions the rotation needs anyway: the policy needs nothing more for them.
 
-Secrets Manager (rotate_store_backend secretsmanager) is not probed: its writes come after the
+Secrets Manager and Parameter Store (rotate_store_backend secretsmanager, ssm) are not probed: its writes come after the
 key was created, and the rotation deletes a key it could not store.
 """
 
@@ -63,6 +63,13 @@ SECRETSMANAGER_ACTIONS = (
     "secretsmanager:RestoreSecret",
     "secretsmanager:DeleteSecret",
 )
+# The ssm key store, on the parameters under /rekey/ (docs/iam-policy.json, statement RekeySsmKeyStore).
+SSM_STORE_ACTIONS = (
+    "ssm:GetParameter",
+    "ssm:PutParameter",
+    "ssm:DeleteParameter",
+)
+STORE_ACTIONS = {"vault_file": (), "secretsmanager": SECRETSMANAGER_ACTIONS, "ssm": SSM_STORE_ACTIONS}
 
 DENIED_CODES = frozenset(("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"))
 
@@ -95,13 +102,12 @@ NOT_PROBED = {
 def required_actions(store_backend="vault_file", audit_all_users=False):
     """The sorted actions a run needs: rotate (and the audit of named users) with this store
     backend; audit_all_users adds iam:ListUsers."""
-    if store_backend not in ("vault_file", "secretsmanager"):
-        raise ValueError("store backend %r: expected vault_file or secretsmanager" % (store_backend,))
+    if store_backend not in STORE_ACTIONS:
+        raise ValueError("store backend %r: expected one of %s" % (store_backend, ", ".join(sorted(STORE_ACTIONS))))
     actions = set(ROTATE_ACTIONS)
     if audit_all_users:
         actions.update(AUDIT_ALL_USERS_ACTIONS)
-    if store_backend == "secretsmanager":
-        actions.update(SECRETSMANAGER_ACTIONS)
+    actions.update(STORE_ACTIONS[store_backend])
     return sorted(actions)
 
 

@@ -192,8 +192,15 @@ def resumed_users(users):
 
 
 def discards(users):
-    """(user, key id) of the new keys killed runs created that no host can have: deleted first."""
-    return [(u, p["resume"]["discard_key_id"]) for u, p in users.items() if mode(p) == "discard"]
+    """(user, key id) of the new keys killed runs created that no host can have (or, reverted,
+    no host has any more): deleted first."""
+    return [(u, p["resume"]["discard_key_id"]) for u, p in users.items() if mode(p) in _resume.DISCARDS]
+
+
+def revert_hosts(users, entries_):
+    """The hosts holding a consumer of a rotation to revert (its new key's secret is lost): each
+    goes back to the old key from the killed run's backups before that key is deleted."""
+    return _rollout.unique_hosts(entries_, [u for u, p in users.items() if mode(p) == "revert"])
 
 
 def max_age_for_create(p, settings):
@@ -261,13 +268,15 @@ def foreign_lock_problems(users, recorded, takeover):
     return out
 
 
-def todo(users, settings):
-    """What prepare writes, in order, from the plan: the users to lock, the new keys killed runs
-    created to discard, the rotations over (state cleared), the state recorded first, the unused
-    Inactive keys to delete, and the keys to create (with the max_age_days of the create call)."""
+def todo(users, settings, entries_=()):
+    """What prepare writes, in order, from the plan: the users to lock, the hosts to put back on
+    the old key of a rotation to revert, the new keys killed runs created to discard, the rotations
+    over (state cleared), the state recorded first, the unused Inactive keys to delete, and the
+    keys to create (with the max_age_days of the create call). entries_: the plan's entries."""
     rotating = [p for p in users.values() if p["action"] == "rotate"]
     return {
         "locked": locked_users(users),
+        "revert_hosts": revert_hosts(users, entries_),
         "discards": [{"user_name": u, "key_id": k} for u, k in discards(users)],
         "done": [u for u, p in users.items() if mode(p) == "done"],
         "recorded": [{"user_name": p["user_name"], "phase": first_phase(p), "old_key_id": p["old_key_id"],

@@ -9,7 +9,11 @@ user tags, see _rotation): per user a mode, a message, and the keys the plan the
 Modes:
   none      nothing recorded (or a rollback finished): plan as usual
   restart   recorded, but no new key of it exists: rotate anew
-  discard   its new key exists but no host can have it (not stored): delete it, rotate anew
+  discard   its new key exists but no host can have it (not stored, or the store lost it before
+            any host got it): delete it, rotate anew
+  revert    its new key was being distributed but the store no longer holds it (a vault file in a
+            thrown-away AWX container, a deleted secret): the hosts that got it go back to the old
+            key from the killed run's backups, then it is deleted and the rotation starts anew
   continue  its new key is stored: verify it again, distribute it to every host, finish
   finish    every host got its new key: re-check, retire the old key
   done      the old key is gone: clear the state
@@ -19,9 +23,15 @@ from ansible_collections.rekey.aws.plugins.module_utils._coerce import whole
 from ansible_collections.rekey.aws.plugins.module_utils._keys import utc
 from ansible_collections.rekey.aws.plugins.module_utils._rotation import PHASES
 
-MODES = ("none", "restart", "discard", "continue", "finish", "done")
+MODES = ("none", "restart", "discard", "revert", "continue", "finish", "done")
 # Modes whose rotation goes on with its recorded old key (the killed run found it due).
-GOES_ON = ("restart", "discard", "continue", "finish")
+GOES_ON = ("restart", "discard", "revert", "continue", "finish")
+# Modes whose recorded new key is deleted before anything else (after the hosts are put back, for revert).
+DISCARDS = ("discard", "revert")
+# Recorded phases at which the run asks the store whether it still holds the recorded new key:
+# those that go on with it and need its secret (from distributed on, every host has the key and
+# nothing reads the store any more).
+STORE_PHASES = ("key_created", "key_stored", "key_verified", "distributing")
 # Phases after which hosts may hold the new key: a rollback keeps that key.
 HOSTS_MAY_HOLD = ("distributing", "distributed", "old_deactivated")
 
@@ -41,7 +51,9 @@ def _orphan(keys, old, updated):
 
 
 def _mode(user, rec, keys, store_holds):
-    """(mode, discard_key_id, error) for a recorded phase."""
+    """(mode, discard_key_id, error) for a recorded phase. store_holds: True, False, or None when
+    the store was not asked (read as held after key_created: the phase was recorded after the
+    store was written)."""
     phase, old, new = rec["phase"], rec["old_key_id"], rec["new_key_id"]
     ids = [k["access_key_id"] for k in keys]
     active = [k["access_key_id"] for k in keys if k["status"] == "Active"]
@@ -61,6 +73,9 @@ def _mode(user, rec, keys, store_holds):
             # Only a rollback deactivates a new key, after putting the hosts back on the old one.
             return "discard", new, None
         if old in active:
+            if store_holds is False:
+                # Its secret is lost: no host can be given it. Before distributing no host has it.
+                return ("revert" if phase == "distributing" else "discard"), new, None
             return "continue", None, None
         if old in ids:
             return "finish", None, None
@@ -85,8 +100,13 @@ def message(user, r):
         return ""
     what = {
         "restart": "its new key does not exist, so a new key is created",
-        "discard": "its new key %s never reached the secret store nor any host, so it is deleted and a new key is "
-                   "created" % r["discard_key_id"],
+        "discard": ("its new key %s never reached the secret store nor any host, so it is deleted and a new key "
+                    "is created" % r["discard_key_id"]) if r["phase"] in ("planned", "key_created") else (
+                    "the secret store no longer holds its new key %s, which no host has yet, so it is deleted and a "
+                    "new key is created" % r["discard_key_id"]),
+        "revert": "the secret store no longer holds its new key %s, so the hosts that got it go back to the old key "
+                  "%s from the backups of run %s, %s is deleted and a new key is created"
+                  % (r["discard_key_id"], r["old_key_id"], r["run_id"], r["discard_key_id"]),
         "continue": "its new key %s is verified again and written to every host" % r["new_key_id"],
         "finish": "every host has its new key %s: the fleet is re-checked and the old key %s retired"
                   % (r["new_key_id"], r["old_key_id"]),
@@ -100,7 +120,7 @@ def resume_user(user, recorded, keys, store_holds):
 
     recorded: the user's entry of rotation_state_info (run_id, phase, old_key_id, new_key_id,
     updated) or None; keys: the user's keys (the normalized shape of _keys); store_holds: whether
-    the secret store holds the recorded new key (asked only at phase key_created).
+    the secret store holds the recorded new key (asked at STORE_PHASES; None: not asked).
     Returns (resume, errors); resume has mode, phase, run_id, old_key_id, new_key_id,
     discard_key_id and message."""
     rec = dict(recorded or {})
@@ -126,7 +146,7 @@ def resume_user(user, recorded, keys, store_holds):
     if error:
         errors.append(error)
     active = [k["access_key_id"] for k in keys if k["status"] == "Active"]
-    if mode in ("restart", "discard") and r["old_key_id"] not in active:
+    if mode in ("restart",) + DISCARDS and r["old_key_id"] not in active:
         errors.append("IAM user %s: run %s recorded a rotation from %s (phase %s), which is no longer an Active key. "
                       "Nothing was changed: check the keys of the user, then remove the rekey:* state tags of the "
                       "user." % (user, r["run_id"], r["old_key_id"], phase))
@@ -138,16 +158,16 @@ def resume(users, recorded, keys, store_holds, max_age_days):
     """The resume decision of every selected user, and the keys the plan sees.
 
     recorded: {user: rotation_state_info entry}; keys: every key of the selected users; store_holds:
-    {user: bool}. The plan sees the keys without the new key of a resumed rotation, and the old key
+    {user: bool} (a user missing: not asked). The plan sees the keys without the new key of a resumed rotation, and the old key
     of a rotation that goes on Active and due (the killed run already decided to rotate it); for a
     rotation that is done, only its new key (its consumers are kept, nothing is rotated).
     Returns {users: {user: resume}, errors, keys_seen}."""
     out, errors, hidden, due = {}, [], [], []
     for user in users:
         own = [k for k in keys if k["user_name"] == user]
-        r, problems = resume_user(user, recorded.get(user), own, store_holds.get(user, False))
+        r, problems = resume_user(user, recorded.get(user), own, store_holds.get(user))
         errors.extend(problems)
-        if r["mode"] == "discard":
+        if r["mode"] in DISCARDS:
             hidden.append(r["discard_key_id"])
         elif r["mode"] in ("continue", "finish"):
             hidden.append(r["new_key_id"])

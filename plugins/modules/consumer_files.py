@@ -16,6 +16,10 @@ description:
     key's secret.
   - With O(state=restored), puts each file back as it was before the rotation. The backup is
     copied back when the file differs from it, and a file that did not exist before is removed.
+  - With O(state=reverted), puts each file back as it was before a killed run's rotation whose
+    new key the secret store lost: from that run's backup (removed once copied back); a file that
+    run created (no backup, holding the lost key id) is removed; a file that run never reached is
+    left as it is. C(files[].holds_lost_key) says whether a file still names the lost key.
   - With O(state=cleaned), removes the backups, which hold the old secret.
   - Uses the Python standard library only and makes no AWS call, so targets need no boto3.
 author:
@@ -39,7 +43,7 @@ options:
   state:
     description: What to do with the files of O(consumers).
     type: str
-    choices: [written, restored, cleaned]
+    choices: [written, restored, reverted, cleaned]
     required: true
   consumers:
     description:
@@ -50,6 +54,8 @@ options:
         run resumes. The backup that run made becomes this run's backup, as it holds the file from
         before the rotation (the file itself may hold the new key already).
       - With O(state=restored), C(existed) says whether the file existed before it was written.
+      - With O(state=reverted), C(revert_run_id) names the killed run whose backups are put back,
+        and C(lost_key_id) the key id its files may hold.
       - With O(state=cleaned), C(earlier=true) also removes the backups earlier runs left.
     type: list
     elements: dict
@@ -94,6 +100,9 @@ files:
       type: bool
     changed:
       description: Whether the file (or, for O(state=cleaned), a backup) was changed.
+      type: bool
+    holds_lost_key:
+      description: With O(state=reverted), whether the file still names C(lost_key_id) afterwards.
       type: bool
     preview:
       description:
@@ -233,6 +242,31 @@ def restore(consumer, check_mode):
     return {"name": consumer["name"], "changed": True}
 
 
+def revert(consumer, check_mode):
+    """Put one consumer's file back from the backup of the killed run whose new key is lost;
+    returns {name, changed, holds_lost_key}."""
+    path = consumer["path"]
+    lost = consumer["lost_key_id"].encode("utf-8")
+    backup = files.backup_of_run(files.earlier_backups(consumer), consumer["revert_run_id"])
+    current = files.read(path)
+    if backup is not None:
+        after = files.read(backup)
+        changed = current != after
+        if not check_mode:
+            if changed:
+                uid, gid = files.ids(consumer.get("owner"), consumer.get("group"))
+                files.write_atomically(path, after, _mode(consumer), uid, gid)
+            files.remove(backup)
+    elif current is not None and lost in current:
+        # Backed up before it is written, so without a backup the killed run created it.
+        after, changed = None, True
+        if not check_mode:
+            files.remove(path)
+    else:
+        after, changed = current, False
+    return {"name": consumer["name"], "changed": changed, "holds_lost_key": after is not None and lost in after}
+
+
 def clean(consumer, check_mode):
     """Remove one consumer's backup (and those earlier runs left, with earlier); {name, changed}."""
     doomed = [consumer["backup"]] + (files.earlier_backups(consumer) if consumer.get("earlier") else [])
@@ -262,6 +296,8 @@ def run(module):
                 done.append(write(consumer, params["keys"], params["contents"], check_mode))
             elif state == "restored":
                 done.append(restore(consumer, check_mode))
+            elif state == "reverted":
+                done.append(revert(consumer, check_mode))
             else:
                 done.append(clean(consumer, check_mode))
         except (files.FileProblem, KeyError, ValueError) as error:
@@ -280,7 +316,7 @@ def _cause(error):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["written", "restored", "cleaned"], required=True),
+            state=dict(type="str", choices=["written", "restored", "reverted", "cleaned"], required=True),
             consumers=dict(type="list", elements="dict", required=True),
             keys=dict(type="dict", default={}, no_log=True),
             contents=dict(type="dict", default={}, no_log=True),

@@ -21,6 +21,10 @@ description:
     names the host, consumer, file and cause.
   - With O(state=restored), puts back the files of a host that was updated (from its backups),
     applies those it changed and checks health on the old key.
+  - With O(state=reverted), for a resumed rotation whose new key the secret store lost (so no host
+    can be given it), puts back the files the killed run wrote from that run's backups, removes
+    the files it created, applies those it changed and checks health on the old key; it fails when
+    a file still names the lost key, which then must not be deleted.
   - With O(state=checked), runs the health checks on the new key, for example after the old key
     was deactivated.
   - With O(state=prechecked), runs the health checks on whatever key the apps use now, and fails
@@ -67,7 +71,7 @@ options:
   state:
     description: What to do, see the description.
     type: str
-    choices: [updated, restored, checked, prechecked, cleaned]
+    choices: [updated, restored, reverted, checked, prechecked, cleaned]
     default: updated
   store:
     description:
@@ -166,8 +170,8 @@ preview_lines:
   type: list
   elements: str
 problems:
-  description: With O(state=restored) or O(state=cleaned), what could not be done.
-  returned: when state is restored or cleaned
+  description: With O(state=restored), O(state=reverted) or O(state=cleaned), what could not be done.
+  returned: when state is restored, reverted or cleaned
   type: list
   elements: str
 health_failures:

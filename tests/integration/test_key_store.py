@@ -19,7 +19,7 @@ from tests.support.ansible_run import local_play, run_playbook
 
 VAULT_PASSWORD = "correct horse battery staple"
 NO_VAULT_MSG = ("backend vault_file needs a vault secret: run with --vault-password-file or --vault-id, "
-                "or use backend secretsmanager")
+                "or use backend secretsmanager or ssm")
 
 
 def new_key():
@@ -478,3 +478,123 @@ def test_secretsmanager_errors_are_mapped(endpoint):
     with pytest.raises(sm.KeyStoreError, match=r"^secretsmanager:DescribeSecret on 'rekey/app' failed: Could not "
                                                r"connect to the endpoint URL"):
         sm.describe_secret(unreachable, "rekey/app")
+
+
+# --- ssm (Parameter Store SecureString) ------------------------------------------------------------
+
+def ssm_play(endpoint, tasks, **vars):
+    conn = endpoint.connection_args()
+    return local_play(tasks, vars={"conn": conn, **vars},
+                      module_defaults={"rekey.aws.key_store": {**conn, "backend": "ssm"}})
+
+
+SSM_LOOKUP = ("lookup('rekey.aws.stored_key', user, backend='ssm', endpoint_url=conn.endpoint_url, "
+              "access_key=conn.access_key, secret_key=conn.secret_key, region=conn.region)")
+
+
+def ssm_record(endpoint, name):
+    """The parameter as stored, read with the admin client: (type, record)."""
+    parameter = endpoint.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    return parameter["Type"], json.loads(parameter["Value"])
+
+
+def ssm_writes(endpoint):
+    return {a: n for a, n in endpoint.counts().items() if a in ("ssm:PutParameter", "ssm:DeleteParameter")}
+
+
+def test_ssm_store_in_the_rhythm_then_lookup_and_absent(endpoint):
+    """check mode -> apply -> check-mode idempotence -> idempotence, the parameter read out of band."""
+    user = endpoint.new_user("ks")
+    key_id, secret = create_iam_key(endpoint, user)
+    name = f"/rekey/{user}"
+    store = [store_task("store", user_name="{{ user }}", access_key_id="{{ key_id }}",
+                        secret_access_key="{{ secret }}", kms_key_id="alias/rekey-test")]
+    ssm = endpoint.client("ssm")
+    secrets_ = {"key_id": key_id, "secret": secret}
+
+    endpoint.reset_counts()
+    run = run_playbook(ssm_play(endpoint, store, user=user), extra_vars=secrets_, check=True, diff=True)
+    assert run.rc == 0, run.stdout
+    result = run.task("store")["result"]
+    assert result["changed"] is True and result["location"] is None
+    assert result["diff"] == {"before": {"access_key_id": None}, "after": {"access_key_id": key_id}}
+    assert ssm_writes(endpoint) == {}
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=name)
+
+    run = run_playbook(ssm_play(endpoint, store, user=user), extra_vars=secrets_)
+    assert run.rc == 0, run.stdout
+    result = run.task("store")["result"]
+    assert (result["changed"], result["location"], result["access_key_id"]) == (True, name, key_id)
+    kind, record = ssm_record(endpoint, name)
+    assert kind == "SecureString"
+    assert (record["user_name"], record["access_key_id"], record["secret_access_key"]) == (user, key_id, secret)
+    described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])["Parameters"][0]
+    assert described["KeyId"] == "alias/rekey-test"
+
+    for check in (True, False):
+        endpoint.reset_counts()
+        run = run_playbook(ssm_play(endpoint, store, user=user), extra_vars=secrets_, check=check)
+        assert run.rc == 0, run.stdout
+        assert run.task("store")["result"]["changed"] is False
+        assert endpoint.counts() == {"ssm:GetParameter": 1}, endpoint.counts()
+    assert_secret_hidden(run, secret)
+
+    endpoint.reset_counts()
+    run = run_playbook(ssm_play(endpoint, [
+        {"name": "compare", "ansible.builtin.assert": {"that": [
+            f"{SSM_LOOKUP}.access_key_id == key_id", f"{SSM_LOOKUP}.secret_access_key == secret"]}},
+        store_task("absent other", user_name="{{ user }}", access_key_id="AKIAOTHEROTHEROTHER0", state="absent"),
+        store_task("absent check", user_name="{{ user }}", access_key_id="{{ key_id }}", state="absent"),
+    ], user=user), extra_vars=secrets_, check=True)
+    assert run.rc == 0, run.stdout
+    assert run.task("absent other")["result"]["changed"] is False
+    assert run.task("absent check")["result"]["changed"] is True
+    assert ssm_writes(endpoint) == {}
+    assert ssm_record(endpoint, name)[1]["access_key_id"] == key_id
+
+    run = run_playbook(ssm_play(endpoint, [
+        store_task("absent other", user_name="{{ user }}", access_key_id="AKIAOTHEROTHEROTHER0", state="absent"),
+        store_task("absent", user_name="{{ user }}", access_key_id="{{ key_id }}", state="absent"),
+        store_task("absent again", user_name="{{ user }}", state="absent"),
+        {"name": "gone", "ansible.builtin.debug": {"msg": f"{{{{ {SSM_LOOKUP} }}}}"}, "ignore_errors": True},
+    ], user=user), extra_vars=secrets_)
+    assert run.rc == 0, run.stdout
+    assert run.task("absent other")["result"]["changed"] is False
+    removed = run.task("absent")["result"]
+    assert (removed["changed"], removed["location"], removed["access_key_id"]) == (True, name, key_id)
+    assert run.task("absent again")["result"]["changed"] is False
+    assert (f"no stored key for IAM user '{user}': parameter '{name}' does not exist"
+            in run.task("gone")["result"]["msg"])
+    assert ssm_writes(endpoint) == {"ssm:DeleteParameter": 1}
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=name)
+    assert_secret_hidden(run, secret)
+
+
+def test_ssm_refuses_what_is_not_its_record_and_bad_names(endpoint):
+    user = endpoint.new_user("ks")
+    key_id, secret = create_iam_key(endpoint, user)
+    ssm = endpoint.client("ssm")
+    ssm.put_parameter(Name=f"/rekey/{user}", Value="not a record", Type="SecureString")
+    ssm.put_parameter(Name=f"/apps/{user}", Type="String", Value=json.dumps(
+        {"user_name": "someone-else", "access_key_id": "AKIAOTHEROTHEROTHER0", "secret_access_key": "x"}))
+    endpoint.reset_counts()
+    run = run_playbook(ssm_play(endpoint, [
+        {**store_task("foreign", user_name="{{ user }}", access_key_id="{{ key_id }}",
+                      secret_access_key="{{ secret }}"), "ignore_errors": True},
+        {**store_task("other user", user_name="{{ user }}", access_key_id="{{ key_id }}",
+                      secret_access_key="{{ secret }}", parameter_name="/apps/{user_name}"), "ignore_errors": True},
+        {**store_task("bad name", user_name="{{ user }}", access_key_id="{{ key_id }}",
+                      secret_access_key="{{ secret }}", parameter_name="/aws/{user_name}"), "ignore_errors": True},
+    ], user=user), extra_vars={"key_id": key_id, "secret": secret})
+    assert run.rc == 0, run.stdout
+    assert run.task("foreign")["result"]["msg"] == (
+        f"parameter '/rekey/{user}' does not hold a rekey.aws key record (not JSON)")
+    assert run.task("other user")["result"]["msg"] == (
+        f"parameter '/apps/{user}' holds the key of IAM user 'someone-else', not '{user}': give each user its own "
+        "location (use {user_name} in it)")
+    assert "starts with aws or ssm, which AWS reserves" in run.task("bad name")["result"]["msg"]
+    assert ssm_writes(endpoint) == {}
+    assert ssm.get_parameter(Name=f"/rekey/{user}", WithDecryption=True)["Parameter"]["Value"] == "not a record"
+    assert_secret_hidden(run, secret)

@@ -154,3 +154,58 @@ def test_killed_rotation_resumes_and_converges(lab, point, condition, phases, re
     assert totals["overall"]["auth_failures"] == 0, totals
     # The state is cleared and the lock released.
     assert tags(lab, user) == {}
+
+
+REVERT_TASK = "rekey.aws.rotate : Put back the hosts a killed run gave a key the secret store lost"
+
+
+def test_killed_while_distributing_with_the_stored_secret_gone_reverts_then_rotates_anew(lab):
+    """Killed in the middle of the rollout (the canary on the new key, the second host's file written),
+    then the store loses the new secret (the vault file was in an AWX job's container, thrown away).
+    No host can be given that key any more: the re-run says so, puts the hosts the killed run updated
+    back on the old key from that run's backups, deletes the lost key, and rotates anew. No host is
+    ever refused, IAM never holds three keys."""
+    lab.ep.clear_faults()
+    user, old = lab.seed(prefix="res-lost")
+    old_id = old["AccessKeyId"]
+    consumers = everywhere(lab, demo_consumer(user))
+    started = time.monotonic()
+    prober = Prober(lab.fleet.app_urls, timeline=lab.dir / "resume-store-lost.jsonl", interval=PROBE_INTERVAL_S).start()
+    try:
+        with KeyWatcher(lab, user) as watcher:
+            killed = BackgroundRun(lab, consumers, lab.dir, rotate_force=True, **FAST)
+            killed.kill_when(mid_batch(lab, user, old_id))
+            state = settled_tags(lab, user)
+            assert state.get(PHASE_TAG) == "distributing", state
+            lost_id = next(k for k in lab.keys(user) if k != old_id)
+            written = [h for h in lab.hosts if lab.file_key_id(h) == lost_id]
+            assert written[:1] == [lab.hosts[0]], written
+            (lab.store_dir / f"{user}.vault").unlink()
+            killed_at = time.monotonic() - started
+            rerun = lab.run(consumers, rotate_lock_takeover=True, **FAST)
+    finally:
+        totals = prober.stop()
+    print(f"\nstore lost: killed at {killed_at:.1f} s, re-run rc {rerun.rc}, total {time.monotonic() - started:.1f} s")
+
+    assert rerun.rc == 0, explain(rerun)
+    said = (f"resuming rotation {state[RUN_TAG]} of user {user} from phase distributing: the secret store no longer "
+            f"holds its new key {lost_id}, so the hosts that got it go back to the old key {old_id}")
+    assert said in rerun.stdout, explain(rerun)
+    [entry] = rerun.report["users"]
+    assert entry["resumed_from"]["phase"] == "distributing" and entry["resumed_from"]["run_id"] == state[RUN_TAG]
+    assert any(said in line for line in rerun.task("rekey.aws.rotate : Summary")["result"]["msg"])
+    # Every host of the rotation was visited; those the killed run wrote were put back (and restarted).
+    reverted = {item["item"]: item for item in rerun.task(REVERT_TASK)["result"]["results"]}
+    assert sorted(reverted) == sorted(lab.hosts), reverted
+    assert sorted(h for h, r in reverted.items() if r["changed"]) == sorted(written), reverted
+    assert all(r["problems"] == [] for r in reverted.values()), reverted
+    # Then a fresh rotation: one Active new key on every host, the lost key and the old key gone.
+    keys = lab.keys(user)
+    assert len(keys) == 1 and not {old_id, lost_id} & set(keys) and set(keys.values()) == {"Active"}, keys
+    [new_id] = keys
+    for host in lab.hosts:
+        assert lab.app_key_id(host) == new_id and lab.file_key_id(host) == new_id, host
+        assert lab.files(host, f"{BACKUPS}/*-{host}-demoapp.bak") == [], host
+    assert watcher.most <= 2, watcher.seen
+    assert totals["overall"]["auth_failures"] == 0, totals
+    assert tags(lab, user) == {}

@@ -19,7 +19,7 @@ IAM = PLUGINS / "module_utils" / "_iam.py"
 SECRETSMANAGER = PLUGINS / "module_utils" / "_secretsmanager.py"
 SSM = PLUGINS / "module_utils" / "_ssm.py"
 PERMISSIONS = PLUGINS / "module_utils" / "_permissions.py"
-# Where a boto3 client is made; each hands it only to _iam.py / _secretsmanager.py functions.
+# Where a boto3 client is made; each hands it only to _iam.py / _secretsmanager.py / _ssm.py functions.
 CLIENT_MAKERS = {"plugins/module_utils/_iam.py", "plugins/action/key_store.py", "plugins/lookup/stored_key.py"}
 
 
@@ -27,12 +27,20 @@ def camel(snake):
     return "".join(part.capitalize() for part in snake.split("_"))
 
 
-def policy_actions():
+# Statements scoped to resources; every other statement is on "*".
+SCOPED = {"RekeySsmKeyStore": "arn:aws:ssm:*:*:parameter/rekey/*"}
+
+
+def statements():
     policy = json.loads(POLICY.read_text())
     assert policy["Version"] == "2012-10-17"
+    return {statement["Sid"]: statement for statement in policy["Statement"]}
+
+
+def policy_actions():
     actions = []
-    for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow" and statement["Resource"] == "*", statement
+    for sid, statement in statements().items():
+        assert statement["Effect"] == "Allow" and statement["Resource"] == SCOPED.get(sid, "*"), statement
         assert set(statement) == {"Sid", "Effect", "Action", "Resource"}, statement
         actions.extend(statement["Action"])
     assert len(actions) == len(set(actions)), "an action is listed twice"
@@ -45,19 +53,26 @@ def called_actions():
     actions |= {"iam:" + camel(p) for p in re.findall(r'get_paginator\("(\w+)"\)', iam)}
     sm = SECRETSMANAGER.read_text()
     actions |= {"secretsmanager:" + a for a in re.findall(r'(?:_call|_error)\("(\w+)"', sm)}
+    actions |= {"ssm:" + a for a in re.findall(r'_error\("(\w+)"', SSM.read_text())}
     return actions
 
 
 def test_the_policy_is_every_action_the_code_calls_and_no_other():
     called = called_actions()
-    assert len(called) == 15, sorted(called)  # the extraction found the calls
+    assert len(called) == 18, sorted(called)  # the extraction found the calls
     assert policy_actions() == called
 
 
 def test_the_policy_matches_the_permission_module():
-    assert sorted(policy_actions()) == _permissions.required_actions("secretsmanager", audit_all_users=True)
+    every_store = set(_permissions.required_actions("secretsmanager", audit_all_users=True)) | set(
+        _permissions.required_actions("ssm"))
+    assert policy_actions() == every_store
     assert set(_permissions.required_actions("vault_file")) == policy_actions() - set(
-        _permissions.SECRETSMANAGER_ACTIONS) - {"iam:ListUsers"}
+        _permissions.SECRETSMANAGER_ACTIONS) - set(_permissions.SSM_STORE_ACTIONS) - {"iam:ListUsers"}
+
+
+def test_the_ssm_key_store_has_its_own_statement():
+    assert statements()["RekeySsmKeyStore"]["Action"] == list(_permissions.SSM_STORE_ACTIONS)
 
 
 def test_no_getuser_and_no_sts_permission():

@@ -17,7 +17,7 @@ def test_lookup_reads_every_connection_option_it_documents():
     doc = yaml.safe_load(stored_key.DOCUMENTATION)
     assert "rekey.aws._connection" in doc["extends_documentation_fragment"]
     own = set(doc["options"])
-    assert own == {"_terms", "backend", "path", "secret_name"}
+    assert own == {"_terms", "backend", "path", "secret_name", "parameter_name"}
     assert not own & set(_connection.connection_argspec())
 
 

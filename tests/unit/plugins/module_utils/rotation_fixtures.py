@@ -19,6 +19,7 @@ SETTINGS = {
     "rotate_hosts": "all", "rotate_users": [], "rotate_max_age_days": 90, "rotate_force": False,
     "rotate_prune_unused_days": 30, "rotate_retire_key_ids": [], "rotate_retire": "delete",
     "rotate_store_backend": "vault_file", "rotate_store_dir": "/root/.rekey-aws/keys",
+    "rotate_store_dir_outlives_job": False, "rotate_store_parameter_name": "/rekey/{user_name}",
     "rotate_verify_consecutive": 3, "rotate_verify_timeout_s": 120, "rotate_idle_window_s": 300,
     "rotate_deactivate_settle_s": 15, "rotate_health_interval_s": 1, "rotate_target_group": "rekey_rotate_targets",
     "rotate_backup_dir": "/var/lib/rekey-aws/backups", "rotate_report_path": "/root/.rekey-aws/reports/rotate-{run_id}.json",

@@ -359,3 +359,66 @@ def test_no_try_starts_once_the_budget_is_spent():
     check = {"name": "app", "url": "http://h/health", "status": 200, "expect": "", "timeout_s": 4}
     r = health.run_check(check, clock(), 1, False, clock=clock, sleep=clock.sleep, try_=fail)
     assert r["healthy"] is False and r["attempts"] == 2
+
+
+# ---- a rotation whose lost key was being distributed: its files go back from the killed run's backups ----
+
+@pytest.mark.parametrize("mode,reverted", [("revert", True), ("continue", False), ("discard", False), ("none", False)])
+def test_only_a_rotation_to_revert_reverts(mode, reverted):
+    users = {"app": {"resume": {"mode": mode, "run_id": KILLED_RUN, "discard_key_id": NEW}}}
+    found = rollout.reverting([entry()], users)
+    assert found == ([dict(entry(), revert_run_id=KILLED_RUN, lost_key_id=NEW)] if reverted else [])
+
+
+def killed_run_wrote(host, name="app", before="AWS_ACCESS_KEY_ID=%s\n" % OLD):
+    """A consumer's file as a killed run KILLED_RUN left it: written with the new key, the file it
+    replaced in that run's backup (none when before is None: the run created the file)."""
+    killed = on(host, name, backup=str(host / "backups" / ("%s-web1-%s.bak" % (KILLED_RUN, name))))
+    if before is not None:
+        with open(killed["path"], "w") as f:
+            f.write(before)
+    consumer_files.write(killed, KEYS, {}, False)
+    return dict(on(host, name), revert_run_id=KILLED_RUN, lost_key_id=NEW)
+
+
+def test_revert_puts_back_the_killed_runs_backup_and_removes_it(host):
+    c = killed_run_wrote(host)
+    assert consumer_files.revert(c, True) == {"name": "app", "changed": True, "holds_lost_key": False}  # check mode
+    assert NEW in open(c["path"]).read()
+    assert consumer_files.revert(c, False) == {"name": "app", "changed": True, "holds_lost_key": False}
+    assert open(c["path"]).read() == "AWS_ACCESS_KEY_ID=%s\n" % OLD
+    assert stat.S_IMODE(os.stat(c["path"]).st_mode) == 0o600
+    assert os.listdir(host / "backups") == []
+    # Again: nothing left to revert, and the file is the old one.
+    assert consumer_files.revert(c, False) == {"name": "app", "changed": False, "holds_lost_key": False}
+
+
+def test_revert_removes_a_file_the_killed_run_created(host):
+    c = killed_run_wrote(host, before=None)
+    assert consumer_files.revert(c, False) == {"name": "app", "changed": True, "holds_lost_key": False}
+    assert not os.path.exists(c["path"])
+
+
+def test_revert_leaves_a_file_the_killed_run_never_reached(host):
+    c = dict(on(host), revert_run_id=KILLED_RUN, lost_key_id=NEW)
+    with open(c["path"], "w") as f:
+        f.write("AWS_ACCESS_KEY_ID=%s\n" % OLD)
+    assert consumer_files.revert(c, False) == {"name": "app", "changed": False, "holds_lost_key": False}
+    assert open(c["path"]).read() == "AWS_ACCESS_KEY_ID=%s\n" % OLD
+
+
+def test_a_file_that_still_names_the_lost_key_is_a_problem(host):
+    c = killed_run_wrote(host)
+    os.unlink(str(host / "backups" / ("%s-web1-app.bak" % KILLED_RUN)))
+    with open(c["path"], "a") as f:
+        f.write("# edited by hand since\n")
+    done = consumer_files.revert(c, False)
+    assert done == {"name": "app", "changed": True, "holds_lost_key": False}  # no backup, names the key: created
+    c = killed_run_wrote(host, name="other")
+    with open(c["path"], "w") as f:
+        f.write("AWS_ACCESS_KEY_ID=%s\n" % NEW)
+    stuck = {"name": "other", "changed": False, "holds_lost_key": True}
+    assert rollout.lost_key_problems("web1", [c], {"files": [stuck]}) == [
+        "web1 other %s: still holds key %s, which the secret store lost, and no backup of run %s puts it back"
+        % (c["path"], NEW, KILLED_RUN)]
+    assert rollout.lost_key_problems("web1", [c], {"files": [dict(stuck, holds_lost_key=False)]}) == []

@@ -53,8 +53,10 @@ def test_required_actions_per_backend():
     assert perm.required_actions("vault_file", audit_all_users=True) == sorted(perm.ROTATE_ACTIONS + ("iam:ListUsers",))
     assert perm.required_actions("secretsmanager") == sorted(perm.ROTATE_ACTIONS + perm.SECRETSMANAGER_ACTIONS)
     assert "iam:GetUser" not in perm.required_actions("secretsmanager", True)
-    with pytest.raises(ValueError, match="ssm"):
-        perm.required_actions("ssm")
+    assert perm.required_actions("ssm") == sorted(perm.ROTATE_ACTIONS + (
+        "ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"))
+    with pytest.raises(ValueError, match="'dynamodb': expected one of secretsmanager, ssm, vault_file"):
+        perm.required_actions("dynamodb")
 
 
 def test_the_impossible_key_id_cannot_be_issued():

@@ -131,3 +131,51 @@ def test_list_variables_also_come_as_comma_separated_strings(given, expected):
     s = _preflight.normalized(settings(rotate_users=given, rotate_retire_key_ids=given))
     assert s["rotate_users"] == expected and s["rotate_retire_key_ids"] == expected
     assert _preflight.selected_users(s["rotate_users"], [], {}) == sorted(set(expected))
+
+
+AWX_REFUSAL = ('this run is AWX/Tower job 42 (awx_job_id is set) and rotate_store_backend is vault_file: its store '
+               '"/root/.rekey-aws/keys" is in the job\'s container, which is thrown away after the job, so a rotation '
+               'killed half way could not be finished by a later job. Use rotate_store_backend=ssm (AWS Parameter '
+               'Store) or rotate_store_backend=secretsmanager (AWS Secrets Manager), or set '
+               'rotate_store_dir_outlives_job=true when rotate_store_dir is on storage that outlives the job')
+
+
+@pytest.mark.parametrize("changes,job_vars,expected", [
+    ({}, {}, None),                                                    # not a job: the file store is fine
+    ({}, {"awx_job_id": None, "tower_job_id": ""}, None),              # unset
+    ({}, {"awx_job_id": 42}, AWX_REFUSAL),
+    ({}, {"tower_job_id": "42"}, AWX_REFUSAL.replace("awx_job_id", "tower_job_id")),
+    ({}, {"awx_job_id": 42, "tower_job_id": 42}, AWX_REFUSAL),          # AWX sets both: named once
+    ({"rotate_store_dir_outlives_job": True}, {"awx_job_id": 42}, None),  # said on purpose
+    ({"rotate_store_dir_outlives_job": "yes"}, {"awx_job_id": 42}, None),
+    ({"rotate_store_dir_outlives_job": "false"}, {"awx_job_id": 42}, AWX_REFUSAL),
+    ({"rotate_store_backend": "ssm"}, {"awx_job_id": 42}, None),
+    ({"rotate_store_backend": "secretsmanager"}, {"awx_job_id": 42}, None),
+])
+def test_job_store_problem(changes, job_vars, expected):
+    assert _preflight.job_store_problem(settings(**changes), job_vars) == expected
+
+
+def test_an_awx_job_with_a_vault_file_store_is_refused_with_the_other_problems():
+    hostvars = {"web1": {"rotate_consumers": [consumer()]}}
+    found = _preflight.preflight_problems(settings(), ["web1"], hostvars, CONSUMERS_OPTION, [], "/root/r.json",
+                                          lambda p: False, job_vars={"awx_job_id": 42})
+    assert found == [AWX_REFUSAL]
+    assert _preflight.preflight_problems(settings(), ["web1"], hostvars, CONSUMERS_OPTION, [], "/root/r.json",
+                                         lambda p: False) == []
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("/rekey/{user_name}", []),
+    ("/prod/{user_name}/aws-key", []),
+    ("/rekey/app", ['rotate_store_parameter_name "/rekey/app" does not contain {user_name}: expected one parameter '
+                    'per user, such as /rekey/{user_name}']),
+    ("rekey/{user_name}", ['rotate_store_parameter_name "rekey/{user_name}": parameter name \'rekey/user\' has levels '
+                           'but does not start with /: expected /rekey/user']),
+    ("/aws/{user_name}", ['rotate_store_parameter_name "/aws/{user_name}": parameter name \'/aws/user\' starts with '
+                          'aws or ssm, which AWS reserves: choose another first level']),
+])
+def test_the_ssm_parameter_name_is_checked_before_any_write(name, expected):
+    found = _preflight.settings_problems(settings(rotate_store_backend="ssm", rotate_store_parameter_name=name),
+                                         ["web1"], [], "/root/r.json")
+    assert found == expected

@@ -11,7 +11,7 @@ OLD_ACTIVE, OLD_INACTIVE = key(OLD, age=100), key(OLD, status="Inactive", age=10
 NEW_ACTIVE, NEW_INACTIVE = key(NEW, age=0), key(NEW, status="Inactive", age=0)
 ORPHAN = key(OTHER, age=0, created=ago(seconds=60))  # created after the state (an hour ago), never used
 
-# (id, recorded, keys, store holds, mode, discard_key_id, errors (substrings, in order))
+# (id, recorded, keys, store holds (None: not asked), mode, discard_key_id, errors (substrings, in order))
 CASES = [
     ("nothing_recorded", None, [OLD_ACTIVE], False, "none", None, []),
     ("rolled_back", state("rolled_back"), [OLD_ACTIVE], False, "none", None, []),
@@ -35,10 +35,27 @@ CASES = [
     ("key_created_new_gone", state("key_created"), [OLD_ACTIVE], False, "restart", None, []),
     ("key_created_new_inactive", state("key_created"), [OLD_ACTIVE, NEW_INACTIVE], True, "discard", NEW, []),
     # kill points key_stored, after_propagation (distributing) and mid_batch (distributing)
-    ("kill_key_stored", state("key_stored"), [OLD_ACTIVE, NEW_ACTIVE], False, "continue", None, []),
-    ("key_verified", state("key_verified"), [OLD_ACTIVE, NEW_ACTIVE], False, "continue", None, []),
-    ("kill_after_propagation", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], False, "continue", None, []),
-    ("kill_mid_batch", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], False, "continue", None, []),
+    ("kill_key_stored", state("key_stored"), [OLD_ACTIVE, NEW_ACTIVE], True, "continue", None, []),
+    ("key_verified", state("key_verified"), [OLD_ACTIVE, NEW_ACTIVE], True, "continue", None, []),
+    ("kill_after_propagation", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], True, "continue", None, []),
+    ("kill_mid_batch", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], True, "continue", None, []),
+    # ... the store not asked (recorded after it was written): read as held
+    ("key_stored_store_not_asked", state("key_stored"), [OLD_ACTIVE, NEW_ACTIVE], None, "continue", None, []),
+    ("distributing_store_not_asked", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], None, "continue", None, []),
+    # ... the store lost the secret (a vault file in a thrown-away AWX container): before any host has
+    # the key it is deleted; while it was being distributed the hosts go back to the old key first.
+    ("key_created_store_lost", state("key_created"), [OLD_ACTIVE, NEW_ACTIVE], False, "discard", NEW, []),
+    ("key_stored_store_lost", state("key_stored"), [OLD_ACTIVE, NEW_ACTIVE], False, "discard", NEW, []),
+    ("key_verified_store_lost", state("key_verified"), [OLD_ACTIVE, NEW_ACTIVE], False, "discard", NEW, []),
+    ("distributing_store_lost", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], False, "revert", NEW, []),
+    ("distributing_store_lost_old_inactive", state("distributing"), [OLD_INACTIVE, NEW_ACTIVE], False, "finish",
+     None, []),
+    ("distributing_store_lost_new_gone", state("distributing"), [OLD_ACTIVE], False, "restart", None, []),
+    ("distributing_store_lost_old_gone", state("distributing"), [NEW_ACTIVE], False, "none", None,
+     ["but %s no longer exists" % OLD]),
+    # from distributed on every host has the key and nothing reads the store: it is not asked
+    ("distributed_store_lost", state("distributed"), [OLD_ACTIVE, NEW_ACTIVE], False, "finish", None, []),
+    ("old_deactivated_store_lost", state("old_deactivated"), [OLD_INACTIVE, NEW_ACTIVE], False, "finish", None, []),
     ("key_stored_new_gone", state("key_stored"), [OLD_ACTIVE], False, "restart", None, []),
     ("distributing_new_deactivated_by_rollback", state("distributing"), [OLD_ACTIVE, NEW_INACTIVE], False,
      "discard", NEW, []),
@@ -84,8 +101,8 @@ def test_resume_decision(case):
 
 @pytest.mark.parametrize("mode,text", [
     ("restart", "its new key does not exist, so a new key is created"),
-    ("discard", "its new key %s never reached the secret store nor any host, so it is deleted and a new key is created"
-     % NEW),
+    ("revert", "the secret store no longer holds its new key %s, so the hosts that got it go back to the old key %s "
+     "from the backups of run %s, %s is deleted and a new key is created" % (NEW, OLD, KILLED_RUN, NEW)),
     ("continue", "its new key %s is verified again and written to every host" % NEW),
     ("finish", "every host has its new key %s: the fleet is re-checked and the old key %s retired" % (NEW, OLD)),
     ("done", "the old key %s is gone, so only the state is cleared" % OLD),
@@ -95,6 +112,25 @@ def test_resume_messages(mode, text):
          "discard_key_id": NEW}
     assert _resume.message("app", r) == "resuming rotation %s of user app from phase distributing: %s" % (KILLED_RUN,
                                                                                                           text)
+
+
+@pytest.mark.parametrize("phase,text", [
+    ("planned", "its new key %s never reached the secret store nor any host, so it is deleted and a new key is "
+                "created" % NEW),
+    ("key_created", "its new key %s never reached the secret store nor any host, so it is deleted and a new key is "
+                    "created" % NEW),
+    ("key_stored", "the secret store no longer holds its new key %s, which no host has yet, so it is deleted and a "
+                   "new key is created" % NEW),
+])
+def test_discard_messages_say_why(phase, text):
+    r = {"mode": "discard", "run_id": KILLED_RUN, "phase": phase, "old_key_id": OLD, "new_key_id": NEW,
+         "discard_key_id": NEW}
+    assert _resume.message("app", r) == "resuming rotation %s of user app from phase %s: %s" % (KILLED_RUN, phase,
+                                                                                                text)
+
+
+def test_only_the_phases_that_need_the_secret_ask_the_store():
+    assert _resume.STORE_PHASES == ("key_created", "key_stored", "key_verified", "distributing")
 
 
 def test_unknown_recorded_phase_is_bad_input():
@@ -130,6 +166,10 @@ KILL_POINTS = [
     ("key_stored", state("key_stored"), [OLD_ACTIVE, NEW_ACTIVE], {}, "rotate", "key_stored", NEW, []),
     ("after_propagation", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], {}, "rotate", "key_stored", NEW, []),
     ("mid_batch", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], {}, "rotate", "key_stored", NEW, []),
+    ("mid_batch_store_lost", state("distributing"), [OLD_ACTIVE, NEW_ACTIVE], {"app": False}, "rotate", "planned",
+     None, [("discard", "app", NEW), ("create", "app", None)]),
+    ("key_stored_store_lost", state("key_stored"), [OLD_ACTIVE, NEW_ACTIVE], {"app": False}, "rotate", "planned",
+     None, [("discard", "app", NEW), ("create", "app", None)]),
     ("after_last_batch", state("distributed"), [OLD_ACTIVE, NEW_ACTIVE], {}, "rotate", "distributed", NEW, []),
     ("after_deactivation", state("old_deactivated"), [OLD_INACTIVE, NEW_ACTIVE], {}, "rotate", "distributed", NEW, []),
     ("after_deletion", state("old_deactivated"), [NEW_ACTIVE], {}, "none", "planned", None, []),
@@ -149,8 +189,11 @@ def test_kill_point_rerun(case):
     assert writes == first_writes
     # Hosts get the key unless every host has it already.
     assert plan["targets"] == (["web1"] if action == "rotate" and phase != "distributed" else [])
-    keep = recorded["phase"] in ("distributing", "distributed", "old_deactivated") and action == "rotate"
+    keep = recorded["phase"] in ("distributing", "distributed", "old_deactivated") and phase != "planned"
     assert _plan.keep_new_users(plan["users"]) == (["app"] if keep else [])
+    # Only a rotation whose lost key was being distributed puts its hosts back first.
+    reverting = recorded["phase"] == "distributing" and holds.get("app") is False
+    assert _plan.todo(plan["users"], settings(), plan["entries"])["revert_hosts"] == (["web1"] if reverting else [])
 
 
 def test_every_recorded_phase_has_a_case():
