@@ -63,6 +63,13 @@ SECRETSMANAGER_ACTIONS = (
     "secretsmanager:RestoreSecret",
     "secretsmanager:DeleteSecret",
 )
+# The consumers held in AWS (formats ssm_parameter, secretsmanager_secret): read, write, put back.
+AWS_CONSUMER_ACTIONS = (
+    "ssm:GetParameter",
+    "ssm:PutParameter",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+)
 
 DENIED_CODES = frozenset(("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"))
 
@@ -85,9 +92,10 @@ NOT_PROBED = {
 }
 
 
-def required_actions(store_backend="vault_file", audit_all_users=False):
+def required_actions(store_backend="vault_file", audit_all_users=False, aws_consumers=False):
     """The sorted actions a run needs: rotate (and the audit of named users) with this store
-    backend; audit_all_users adds iam:ListUsers."""
+    backend; audit_all_users adds iam:ListUsers, aws_consumers the calls on the parameters and
+    secrets of consumers held in AWS."""
     if store_backend not in ("vault_file", "secretsmanager"):
         raise ValueError("store backend %r: expected vault_file or secretsmanager" % (store_backend,))
     actions = set(ROTATE_ACTIONS)
@@ -95,6 +103,8 @@ def required_actions(store_backend="vault_file", audit_all_users=False):
         actions.update(AUDIT_ALL_USERS_ACTIONS)
     if store_backend == "secretsmanager":
         actions.update(SECRETSMANAGER_ACTIONS)
+    if aws_consumers:
+        actions.update(AWS_CONSUMER_ACTIONS)
     return sorted(actions)
 
 
