@@ -20,7 +20,7 @@ description:
   - With O(state=written), makes each parameter or secret of a user whose new key is being
     distributed hold that key, read from the store. One read each, and one write when it holds
     another key (a resumed run finds it written already). One that does not exist is a problem,
-    and so are its hosts (RV(failed_hosts)): the app reads it, so it must hold the key in use.
+    and so are its hosts (RV(failed_hosts)) - the app reads it, so it must hold the key in use.
   - With O(state=restored), after a failed rollout, puts back the value from before the new key
     where a parameter or secret holds the new key - the parameter's previous version, the
     secret's C(AWSPREVIOUS) version - when that value holds the old key. It needs nothing the
