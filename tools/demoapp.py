@@ -9,6 +9,11 @@ It reads its credentials file once at start (SIGHUP reloads it) and answers
                502 {"error": CODE}                   the endpoint is unreachable, throttles or fails:
                                                      not the key's fault
                500 {"error": "CredentialsUnreadable", "reason"}  the file could not be read
+With a key source file (--key-source-file, JSON {"service": "ssm" or "secretsmanager", "name",
+"id_field", "secret_field"}), the credentials file holds only the key the app reads its real key
+with: at start (and on SIGHUP) it reads the parameter (decrypted) or the secret, a JSON object
+holding the key id and the secret in those fields, and uses that key - an app whose key is held
+in AWS (the rotation's consumer formats ssm_parameter and secretsmanager_secret).
 Under systemd (a Type=notify unit, NOTIFY_SOCKET set) it sends READY=1 once it listens, so a
 start that fails fails `systemctl start/restart`.
 One STS attempt per request, short timeouts: health tells the truth now. The secret is never
@@ -79,18 +84,63 @@ def read_profile(path, profile):
     return key_id, secret, token
 
 
-def load(path, profile, endpoint_url, region, timeout):
+def read_key_source(path):
+    """The key source (a dict), or None when there is no such file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            source = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise Unreadable(f"cannot read the key source {path}: {type(exc).__name__}") from None
+    if source.get("service") not in ("ssm", "secretsmanager") or not source.get("name"):
+        raise Unreadable(f"key source {path}: expected service ssm or secretsmanager and a name")
+    return source
+
+
+def fetch_key(source, reader, endpoint_url, region, config):
+    """(key id, secret) from the parameter or secret, read with the reader key; the value is never
+    quoted in an error."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key_id, secret, token = reader
+    client = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token,
+                                   region_name=region).client(source["service"], endpoint_url=endpoint_url or None,
+                                                              config=config)
+    where = f"{source['service']} {source['name']}"
+    try:
+        if source["service"] == "ssm":
+            text = client.get_parameter(Name=source["name"], WithDecryption=True)["Parameter"]["Value"]
+        else:
+            text = client.get_secret_value(SecretId=source["name"])["SecretString"]
+    except (BotoCoreError, ClientError) as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        raise Unreadable(f"cannot read {where}: {code}") from None
+    try:
+        value = json.loads(text)
+        return value[source.get("id_field") or "aws_access_key_id"], value[source.get("secret_field") or
+                                                                             "aws_secret_access_key"]
+    except (ValueError, KeyError, TypeError):
+        raise Unreadable(f"{where} holds no JSON object with the key id and secret fields") from None
+
+
+def load(path, profile, endpoint_url, region, timeout, key_source_file=None):
     import boto3
     from botocore.config import Config
 
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
+                    read_timeout=timeout)
     try:
         key_id, secret, token = read_profile(path, profile)
+        source = read_key_source(key_source_file) if key_source_file else None
+        if source:
+            key_id, secret = fetch_key(source, (key_id, secret, token), endpoint_url, region, config)
+            token = None
     except Unreadable as exc:
         return Credentials(error=str(exc))
     session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
                                     aws_session_token=token, region_name=region)
-    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=timeout,
-                    read_timeout=timeout)
     client = session.client("sts", endpoint_url=endpoint_url or None, config=config)
     return Credentials(access_key_id=key_id, client=client)
 
@@ -103,13 +153,14 @@ class App:
 
     def reload(self):
         creds = load(self.args.credentials_file, self.args.profile, self.args.endpoint_url,
-                     self.args.region, self.args.sts_timeout)
+                     self.args.region, self.args.sts_timeout, self.args.key_source_file)
         with self.lock:
             self.current = creds
         if creds.error:
             log(f"credentials not loaded: {creds.error}")
         else:
-            log(f"loaded key {creds.access_key_id} (profile {self.args.profile}) from {self.args.credentials_file}")
+            log(f"loaded key {creds.access_key_id} (profile {self.args.profile}) from {self.args.credentials_file}"
+                + (" and the key source" if os.path.exists(self.args.key_source_file) else ""))
 
     def pinned_key_id(self, path=None):
         path = self.args.pin_file if path is None else path
@@ -189,6 +240,8 @@ def parse_args(argv):
     p.add_argument("--hang-s", type=float, default=120.0, help="longest hang of one health request")
     p.add_argument("--start-pin-file", default="/var/lib/demoapp/start_pin_key_id",
                    help="if this file holds a key id, the app exits at start unless it loaded that key")
+    p.add_argument("--key-source-file", default="/etc/demoapp/key_source",
+                   help="if this file exists, the key is read from the SSM parameter or secret it names")
     p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
     p.add_argument("--sts-timeout", type=float, default=2.0, help="connect and read timeout of the STS call")
@@ -215,14 +268,18 @@ def main(argv=None):
     args = parse_args(argv)
     app = App(args)
     start_pin = app.pinned_key_id(args.start_pin_file)
+    from_aws = os.path.exists(args.key_source_file)
     try:
-        key_id = read_profile(args.credentials_file, args.profile)[0]
+        key_id = None if from_aws else read_profile(args.credentials_file, args.profile)[0]
     except Unreadable:
         key_id = None  # reload() below says why
-    if start_pin and start_pin != key_id:
+    if start_pin and start_pin != key_id and not from_aws:
         log(f"refusing to start: {args.start_pin_file} pins {start_pin}, loaded {key_id}")
         return 3
     app.reload()
+    if start_pin and from_aws and start_pin != app.current.access_key_id:
+        log(f"refusing to start: {args.start_pin_file} pins {start_pin}, loaded {app.current.access_key_id}")
+        return 3
     signal.signal(signal.SIGHUP, lambda signum, frame: app.reload())
     server = ThreadingHTTPServer(args.address, make_handler(app))
     server.daemon_threads = True

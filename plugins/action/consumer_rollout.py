@@ -16,6 +16,7 @@ import time
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.rekey.aws.plugins.module_utils import _aws_consumers as aws
 from ansible_collections.rekey.aws.plugins.module_utils import _dry_run as dry_run
 from ansible_collections.rekey.aws.plugins.module_utils import _host_rollout as rollout
 from ansible_collections.rekey.aws.plugins.module_utils import _rollout
@@ -28,6 +29,7 @@ ARGUMENT_SPEC = {
     "existed": {"type": "dict", "default": {}},
     "users": {"type": "dict", "required": True},
     "interval_s": {"type": "float", "default": 2},
+    "aws": {"type": "dict", "default": {}, "no_log": True},
 }
 WRITE, APPLY, HEALTH = "Write the new key", "Apply", "Check health on the new key"
 
@@ -42,6 +44,7 @@ class ActionModule(ActionBase):
         dummy, args = self.validate_argument_spec(ARGUMENT_SPEC)
         self._vars = task_vars
         self._interval = args["interval_s"]
+        self._aws = args["aws"]
         users = args["users"]
         consumers = _rollout.with_keys(users, args["consumers"])
         # Finish runs this delegated from the controller: the consumers name their host.
@@ -69,8 +72,9 @@ class ActionModule(ActionBase):
                 if refusal:
                     result.update(failed=True, msg=refusal)
             else:
+                files, dummy = rollout.files_and_aws(consumers)
                 cleaned = self._module("rekey.aws.consumer_files", {
-                    "state": "cleaned", "consumers": rollout.with_cleanup(consumers, users)})
+                    "state": "cleaned", "consumers": rollout.with_cleanup(files, users)}) if files else {}
                 result.update(problems=rollout.file_problems(self._host, cleaned), changed=cleaned.get("changed", False))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -80,19 +84,22 @@ class ActionModule(ActionBase):
 
     def _update(self, consumers, store):
         outcome = rollout.started(consumers, time.time())
+        # The consumers held in AWS got their new key from the controller before this host's turn
+        # (rekey.aws.consumer_aws): here they are only applied and checked.
+        files, in_aws = rollout.files_and_aws(consumers)
         try:
-            keys = self._keys(consumers, store)
-            contents = self._render(consumers, keys)
+            keys = self._keys(files, store)
+            contents = self._render(files, keys)
         except AnsibleError as error:
             return rollout.rolled_back(rollout.failed(outcome, "Read the new key", ["%s: %s" % (self._host, error)]),
                                        [], time.time())
         unreachable = self._unreachable()
         if unreachable:
             return rollout.rolled_back(rollout.failed(outcome, WRITE, [unreachable]), [], time.time())
-        written = self._module("rekey.aws.consumer_files", {"state": "written", "consumers": consumers,
-                                                            "keys": keys, "contents": contents})
+        written = self._module("rekey.aws.consumer_files", {"state": "written", "consumers": files,
+                                                            "keys": keys, "contents": contents}) if files else {}
         del keys, contents
-        outcome = rollout.written(outcome, written)
+        outcome = rollout.written(outcome, written, in_aws)
         problems = rollout.file_problems(self._host, written)
         step = WRITE
         if not problems:
@@ -105,19 +112,21 @@ class ActionModule(ActionBase):
         if not problems:
             return rollout.updated(outcome, time.time())
         outcome = rollout.failed(outcome, step, problems)
-        back, _changed = self._restore(rollout.restorable(consumers, outcome["existed"]))
+        back, _changed = self._restore(rollout.restorable(consumers, outcome["existed"]), restore_aws=True)
         return rollout.rolled_back(outcome, back, time.time())
 
     def _preview(self, consumers):
         """Check mode: what an update would do, read from the host without changing it. No store
         is read: the files are compared with their would-be content made with placeholder keys,
         masked on the host (rekey.aws.consumer_files in check mode)."""
-        keys = dry_run.placeholder_keys(consumers)
-        contents = self._render(consumers, keys)
-        found = self._module("rekey.aws.consumer_files", {"state": "written", "consumers": consumers,
-                                                          "keys": keys, "contents": contents})
-        unchanged = [c for c in consumers if c.get("new_key_id") and c["name"] not in rollout.changed_names(found)
+        files, in_aws = rollout.files_and_aws(consumers)
+        keys = dry_run.placeholder_keys(files)
+        contents = self._render(files, keys)
+        found = self._module("rekey.aws.consumer_files", {"state": "written", "consumers": files,
+                                                          "keys": keys, "contents": contents}) if files else {}
+        unchanged = [c for c in files if c.get("new_key_id") and c["name"] not in rollout.changed_names(found)
                      and c["name"] in [f["name"] for f in found.get("files", [])]]
+        unchanged += [c for c in in_aws if c.get("new_key_id")]
         preview = dry_run.host_preview(self._host, consumers, found, self._settled(unchanged))
         out = {"preview": preview, "preview_lines": dry_run.preview_lines(preview),
                "changed": any(e["file"] != "keep" for e in preview["consumers"])}
@@ -156,15 +165,23 @@ class ActionModule(ActionBase):
             return rollout.unreachable_failures(self._host, consumers, found.get("msg", "failed"))
         return rollout.health_failures(self._host, consumers, found["results"])
 
-    def _restore(self, consumers):
-        """Put the files back, apply those changed, re-check on the old key: (problems, changed)."""
+    def _restore(self, consumers, restore_aws=False):
+        """Put the files back, apply those changed and those held in AWS, re-check on the old key:
+        (problems, changed). restore_aws: this host failed its own rollout, so it also puts back
+        the parameters and secrets it reads (after a failed rollout, rekey.aws.consumer_aws has
+        put them back once for every host before)."""
         if not consumers:
             return [], False
-        restored = self._module("rekey.aws.consumer_files", {"state": "restored", "consumers": consumers})
-        problems = rollout.file_problems(self._host, restored)
-        changed = rollout.changed_names(restored)
-        if restored.get("unreachable"):
-            return problems, False
+        files, in_aws = rollout.files_and_aws(consumers)
+        problems = self._restore_aws(in_aws) if in_aws and restore_aws else []
+        changed = []
+        if files:
+            restored = self._module("rekey.aws.consumer_files", {"state": "restored", "consumers": files})
+            problems += rollout.file_problems(self._host, restored)
+            changed = rollout.changed_names(restored)
+            if restored.get("unreachable"):
+                return problems, False
+        changed += [c["name"] for c in in_aws]
         problems += self._apply([c for c in consumers if c["name"] in changed])
         problems += [f["output"] for f in self._health(consumers, "old_key_id")]
         return problems, bool(changed)
@@ -185,6 +202,16 @@ class ActionModule(ActionBase):
         return problems, bool(changed)
 
     # --- the controller's part ----------------------------------------------------------------
+
+    def _restore_aws(self, consumers):
+        """Put back the parameters and secrets of these consumers (one read each when they do not
+        hold the new key); the problems name them, never a value."""
+        try:
+            clients = aws.Clients(aws.connection_params(self._aws))
+        except aws.AwsConsumerError as error:
+            return ["%s: cannot put back the keys held in AWS: %s" % (self._host, error)]
+        results = [aws.restore(clients, t, False) for t in aws.targets(consumers)]
+        return ["%s: %s" % (self._host, r["problem"]) for r in results if r["problem"]]
 
     def _keys(self, consumers, store):
         """The new key of each user of these consumers, from the store; it must be the key the

@@ -25,6 +25,7 @@ ARGUMENT_SPEC = {
     "registered": {"type": "dict", "default": {}},
     "failed_task": {"type": "str", "default": ""},
     "failed_result": {"type": "dict", "default": {}},
+    "held_in_aws": {"type": "list", "elements": "str", "default": []},
 }
 
 
@@ -61,7 +62,7 @@ class ActionModule(ActionBase):
                 plan, todo = _progress.retire_failed(plan, a["failed_task"], a["failed_result"],
                                                      _progress.from_reactivations(a["registered"]))
             elif event == "put_back":
-                plan, todo = _progress.put_back(plan, _progress.from_put_back(a["registered"]))
+                plan, todo = _progress.put_back(plan, _progress.from_put_back(a["registered"]), a["held_in_aws"])
             else:
                 plan, todo = _progress.rolled_back(plan, _progress.from_deleted(a["registered"]))
         except _progress.ProgressError as error:

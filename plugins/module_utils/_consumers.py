@@ -13,12 +13,18 @@ import re
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.rekey.aws.plugins.module_utils._coerce import to_json, whole
+from ansible_collections.rekey.aws.plugins.module_utils._ssm import parameter_name_problem
 
 DEFAULTS = {
     "format": "credentials",
     "profile": "default",
     "env_names": {"access_key_id": "AWS_ACCESS_KEY_ID", "secret_access_key": "AWS_SECRET_ACCESS_KEY"},
     "template": "",
+    "parameter": "",
+    "secret_id": "",
+    "kms_key_id": "",
+    "access_key_id_field": "aws_access_key_id",
+    "secret_access_key_field": "aws_secret_access_key",
     "mode": "0600",
     "apply": "restart",
     "service": "",
@@ -35,6 +41,26 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MODE_RE = re.compile(r"^0?[0246]00$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _URL_RE = re.compile(r"https?://")
+# Secrets Manager's rule for a secret name (an ARN is accepted as well).
+_SECRET_ID_RE = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$")
+_FIELD_MAX = 256
+
+# Formats whose key is held in an AWS service: written once from the controller, not on the hosts.
+AWS_FORMATS = ("ssm_parameter", "secretsmanager_secret")
+
+
+def held_in_aws(consumer):
+    """Whether a consumer's key is held in SSM Parameter Store or Secrets Manager (no file)."""
+    return consumer.get("format") in AWS_FORMATS
+
+
+def aws_target(consumer):
+    """(format, name) of the parameter or secret an AWS-held consumer names: consumers of any host
+    naming the same one share one write."""
+    if consumer["format"] == "ssm_parameter":
+        return ("ssm_parameter", consumer.get("parameter") or "")
+    return ("secretsmanager_secret", consumer.get("secret_id") or "")
 
 
 def with_defaults(raw):
@@ -96,6 +122,13 @@ def template_source(template, inventory_dir):
     return "%s/%s" % ("." if inventory_dir is None else inventory_dir, template)
 
 
+def location(consumer):
+    """Where a consumer holds its key, for messages: its file, or its parameter or secret."""
+    if held_in_aws(consumer):
+        return "%s %s" % aws_target(consumer)
+    return consumer.get("path")
+
+
 def _name_problems(where_, c, seen):
     name = c.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
@@ -108,6 +141,8 @@ def _name_problems(where_, c, seen):
 
 def _file_problems(where_, c):
     out = []
+    if held_in_aws(c):
+        return out
     path = c.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         out.append("%s: path %s is not an absolute path on the host" % (where_, to_json(path)))
@@ -141,6 +176,34 @@ def _format_problems(where_, c, inventory_dir, is_file):
     return out
 
 
+def _aws_problems(where_, c):
+    out = []
+    if c["format"] == "ssm_parameter":
+        problem = parameter_name_problem(c["parameter"])
+        if problem:
+            out.append("%s: format ssm_parameter needs parameter: %s" % (where_, problem))
+    elif not isinstance(c["secret_id"], str) or not (_SECRET_ID_RE.match(c["secret_id"])
+                                                      or _SECRET_ARN_RE.match(c["secret_id"])):
+        out.append("%s: format secretsmanager_secret needs secret_id: %s is not a secret name or ARN (expected 1 "
+                   "to 512 letters, digits or /_+=.@-)" % (where_, to_json(c["secret_id"])))
+    if c["format"] == "secretsmanager_secret" and c["kms_key_id"]:
+        out.append("%s: kms_key_id applies to format ssm_parameter only: a secret keeps the KMS key it was created "
+                   "with" % where_)
+    elif not isinstance(c["kms_key_id"], str):
+        out.append("%s: kms_key_id %s is not a string: expected a KMS key id, ARN or alias" % (where_, to_json(c["kms_key_id"])))
+    fields = []
+    for option in ("access_key_id_field", "secret_access_key_field"):
+        value = c[option]
+        if not isinstance(value, str) or not value.strip() or len(value) > _FIELD_MAX:
+            out.append("%s: %s %s is not valid: expected a JSON field name of 1 to %d characters"
+                       % (where_, option, to_json(value), _FIELD_MAX))
+        fields.append(value)
+    if fields[0] == fields[1]:
+        out.append("%s: access_key_id_field and secret_access_key_field are both %s: expected two different field "
+                   "names" % (where_, to_json(fields[0])))
+    return out
+
+
 def _apply_problems(where_, c):
     if c["apply"] in ("restart", "reload") and not c["service"]:
         return ["%s: apply %s needs service: expected the service name" % (where_, c["apply"])]
@@ -163,8 +226,9 @@ def _health_problems(where_, c):
 
 def consumer_problems(host, value, inventory_dir, is_file):
     """What the schema cannot say about the consumers of one host: names valid and unique on the
-    host, an IAM user, an absolute path, a mode no wider than 0600, what each format and apply
-    method needs, a health check. is_file(path) says whether a template exists on the controller."""
+    host, an IAM user, an absolute path and a mode no wider than 0600 (formats with a file), what
+    each format and apply method needs (a valid parameter or secret name and two distinct field
+    names for the formats held in AWS), a health check. is_file(path) says whether a template exists on the controller."""
     out = []
     seen = []
     for index, raw in mappings(value):
@@ -175,8 +239,36 @@ def consumer_problems(host, value, inventory_dir, is_file):
             out.append("%s: iam_user is missing: expected the IAM user whose key it holds" % where_)
         out.extend(_file_problems(where_, c))
         out.extend(_format_problems(where_, c, inventory_dir, is_file))
+        if held_in_aws(c):
+            out.extend(_aws_problems(where_, c))
         out.extend(_apply_problems(where_, c))
         out.extend(_health_problems(where_, c))
+    return out
+
+
+def shared_target_problems(hosts, hostvars):
+    """Consumers of any hosts naming the same parameter or secret must agree on what it holds: the
+    IAM user, the two field names and the KMS key (it is written once for all of them)."""
+    first = {}
+    out = []
+    for host in hosts:
+        for index, raw in mappings(hostvars.get(host, {}).get("rotate_consumers")):
+            c = with_defaults(raw)
+            if not held_in_aws(c):
+                continue
+            target = aws_target(c)
+            held = dict((k, c.get(k)) for k in ("iam_user", "access_key_id_field", "secret_access_key_field",
+                                                  "kms_key_id"))
+            if target not in first:
+                first[target] = (where(host, index, c), held)
+                continue
+            where_first, held_first = first[target]
+            for k in sorted(held):
+                if held[k] != held_first[k]:
+                    out.append("%s: %s %s holds %s %s, but %s says %s: consumers sharing a %s must agree"
+                               % (where(host, index, c), target[0], to_json(target[1]), k, to_json(held[k]),
+                                  where_first, to_json(held_first[k]), "parameter" if target[0] == "ssm_parameter"
+                                  else "secret"))
     return out
 
 

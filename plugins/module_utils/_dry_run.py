@@ -9,6 +9,7 @@ controller: which consumers would get a new key, the placeholder keys they are p
 change and which service would be restarted or reloaded. Plain dicts in and out; never a secret:
 the texts of the files were masked on the host."""
 
+from ansible_collections.rekey.aws.plugins.module_utils import _consumers
 from ansible_collections.rekey.aws.plugins.module_utils import _host_rollout as rollout
 from ansible_collections.rekey.aws.plugins.module_utils._masked_diff import NEW_KEY_TEXT, placeholder_key
 
@@ -47,7 +48,13 @@ def host_preview(host, consumers, files_result, settled):
     out, to_apply = [], []
     for c in consumers:
         f = files.get(c["name"])
-        if f is None:
+        if _consumers.held_in_aws(c):
+            applied = c["name"] not in settled
+            if applied:
+                to_apply.append(c)
+            entry = {"file": "in_aws", "changes": [], "diff_lines": [],
+                     "apply": apply_text(c) if applied else "no restart (already runs on the new key)"}
+        elif f is None:
             entry = {"file": "not previewed", "changes": [], "diff_lines": [], "apply": "unknown"}
         else:
             applied = c["name"] not in settled
@@ -55,7 +62,7 @@ def host_preview(host, consumers, files_result, settled):
                 to_apply.append(c)
             entry = {"file": f["would"], "changes": f["changes"], "diff_lines": f["diff_lines"],
                      "apply": apply_text(c) if applied else "no restart (already runs on the new key)"}
-        out.append(dict(entry, host=host, consumer=c["name"], iam_user=c["iam_user"], path=c["path"],
+        out.append(dict(entry, host=host, consumer=c["name"], iam_user=c["iam_user"], path=_consumers.location(c),
                         key=key_change(c)))
     applies = [apply_text(a) for a in rollout.applies(to_apply)]
     return {"host": host, "consumers": out, "applies": applies, "problems": problems}
@@ -68,6 +75,8 @@ def preview_lines(preview):
     for e in preview["consumers"]:
         if e["file"] == "not previewed":
             what = "not previewed"
+        elif e["file"] == "in_aws":
+            what = "written once from the controller, not on the host"
         elif e["file"] == "keep":
             what = "would stay as it is"
         elif e["file"] == "create":

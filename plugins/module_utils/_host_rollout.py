@@ -8,6 +8,7 @@ which services to apply (each once), which health checks to run, the outcome of 
 the messages naming host, consumer, file and cause. Plain dicts in and out; never a secret."""
 
 from ansible_collections.rekey.aws.plugins.module_utils._coerce import flag, truncate, whole
+from ansible_collections.rekey.aws.plugins.module_utils._consumers import held_in_aws
 
 
 def being_distributed(consumers):
@@ -45,10 +46,11 @@ def health_checks(consumers, key_field, only_key_checks=False, existing_files_on
     """The checks of these consumers for rekey.aws.consumer_health; the key id an app must use is
     in each consumer's key_field (target_key_id, or old_key_id after a rollback; None: any key).
     only_key_checks: just the URL checks that prove which key the app uses. existing_files_only:
-    a consumer whose file does not exist yet is not checked (before the rotation creates it)."""
+    a consumer whose file does not exist yet is not checked (before the rotation creates it); one
+    held in AWS always is (its parameter or secret must hold the key in use)."""
     out = []
     for c in consumers:
-        requires = {"requires": c["path"]} if existing_files_only else {}
+        requires = {"requires": c["path"]} if existing_files_only and not held_in_aws(c) else {}
         expect = (c.get(key_field) or "") if key_field and flag(c.get("health_expect_key_id")) else ""
         timeout = max(whole(c.get("health_timeout_s")), 1)
         if c.get("health_url") and (expect or not only_key_checks):
@@ -104,10 +106,17 @@ def started(consumers, now):
             "failure": {}, "started_epoch": now}
 
 
-def written(outcome, result):
+def files_and_aws(consumers):
+    """(consumers with a file on the host, consumers held in AWS: written from the controller)."""
+    return [c for c in consumers if not held_in_aws(c)], [c for c in consumers if held_in_aws(c)]
+
+
+def written(outcome, result, in_aws=()):
     """The outcome once consumer_files ran: writing, with the files that existed before (a file it
-    never reached is not in existed, so it is never restored)."""
+    never reached is not in existed, so it is never restored). The consumers held in AWS are in
+    existed too (as existing): their apps run on the new key from now, so a rollback applies them."""
     existed = dict((f["name"], f["existed"]) for f in result.get("files", []))
+    existed.update((c["name"], True) for c in in_aws)
     return dict(outcome, phase="writing", existed=existed)
 
 

@@ -70,6 +70,13 @@ SSM_STORE_ACTIONS = (
     "ssm:DeleteParameter",
 )
 STORE_ACTIONS = {"vault_file": (), "secretsmanager": SECRETSMANAGER_ACTIONS, "ssm": SSM_STORE_ACTIONS}
+# The consumers held in AWS (formats ssm_parameter, secretsmanager_secret): read, write, put back.
+AWS_CONSUMER_ACTIONS = (
+    "ssm:GetParameter",
+    "ssm:PutParameter",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+)
 
 DENIED_CODES = frozenset(("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"))
 
@@ -99,15 +106,18 @@ NOT_PROBED = {
 }
 
 
-def required_actions(store_backend="vault_file", audit_all_users=False):
+def required_actions(store_backend="vault_file", audit_all_users=False, aws_consumers=False):
     """The sorted actions a run needs: rotate (and the audit of named users) with this store
-    backend; audit_all_users adds iam:ListUsers."""
+    backend; audit_all_users adds iam:ListUsers, aws_consumers the calls on the parameters and
+    secrets of consumers held in AWS."""
     if store_backend not in STORE_ACTIONS:
         raise ValueError("store backend %r: expected one of %s" % (store_backend, ", ".join(sorted(STORE_ACTIONS))))
     actions = set(ROTATE_ACTIONS)
     if audit_all_users:
         actions.update(AUDIT_ALL_USERS_ACTIONS)
     actions.update(STORE_ACTIONS[store_backend])
+    if aws_consumers:
+        actions.update(AWS_CONSUMER_ACTIONS)
     return sorted(actions)
 
 

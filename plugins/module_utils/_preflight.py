@@ -117,6 +117,7 @@ def preflight_problems(settings, hosts, hostvars, consumers_option, target_group
     for host in hosts:
         out.extend(_consumers.consumer_problems(host, consumers[host], hostvars.get(host, {}).get("inventory_dir"),
                                                 is_file))
+    out.extend(_consumers.shared_target_problems(hosts, hostvars))
     referenced = _consumers.referenced_users(hosts, hostvars)
     for user in settings["rotate_users"]:
         if user not in referenced:

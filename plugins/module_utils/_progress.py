@@ -112,9 +112,10 @@ def retire_failed(plan, failed_task, failed_result, reactivations):
     return dict(plan, users=users), {"records": _records(users, _due(users, back), "distributed")}
 
 
-def put_back(plan, restored_hosts):
+def put_back(plan, restored_hosts, held_in_aws=()):
     """After putting back the hosts this run updated: their outcome, and the new keys no host may hold
-    (deleted next). restored_hosts: {host: problems} of each host put back."""
+    (deleted next). restored_hosts: {host: problems} of each host put back; held_in_aws: users whose
+    parameter or secret could not be put back (any app may read their new key from it: kept)."""
     outcomes = plan["outcomes"]
     update = {}
     for h in _outcome.rollback_hosts(outcomes):
@@ -123,7 +124,7 @@ def put_back(plan, restored_hosts):
                   "rolled_back" if outcomes[h]["phase"] in ("writing", "checked") else "failed")
         update[h] = {"status": status, "rollback": problems}
     outcomes = _outcome.merge(outcomes, update)
-    keep_new = _plan.keep_new_users(plan["users"])
+    keep_new = _plan.keep_new_users(plan["users"]) + list(held_in_aws)
     discard = _outcome.discardable_new_keys(plan["users"], plan["entries"], outcomes, keep_new)
     return dict(plan, outcomes=outcomes), {"discard": _records(plan["users"], discard)}
 

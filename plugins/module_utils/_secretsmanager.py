@@ -79,6 +79,22 @@ def get_secret_string(client, name):
     return response["SecretString"]
 
 
+def get_secret_version(client, name, stage):
+    """{"value", "version_id"} of the SecretString at a staging label (AWSCURRENT, AWSPREVIOUS),
+    or None when the secret or that label does not exist."""
+    try:
+        response = client.get_secret_value(SecretId=name, VersionStage=stage)
+    except ClientError as exc:
+        if _not_found(exc):
+            return None
+        raise _error("GetSecretValue", name, exc) from None
+    except BotoCoreError as exc:
+        raise _error("GetSecretValue", name, exc) from None
+    if "SecretString" not in response:
+        raise KeyStoreError("secret %r holds binary data at %s, not a JSON object" % (name, stage))
+    return {"value": response["SecretString"], "version_id": response.get("VersionId")}
+
+
 def create_secret(client, name, secret_string, description, kms_key_id=None):
     kwargs = {"Name": name, "SecretString": secret_string, "Description": description}
     if kms_key_id:

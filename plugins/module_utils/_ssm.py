@@ -78,6 +78,20 @@ def get_parameter(client, name):
     return {"value": parameter["Value"], "type": parameter["Type"], "version": parameter["Version"]}
 
 
+def get_parameter_version(client, name, version):
+    """{"value", "type", "version"} of one version of the parameter (decrypted), or None when the
+    parameter or that version does not exist (a name:version selector, one GetParameter call)."""
+    selector = "%s:%d" % (name, int(version))
+    try:
+        response = client.get_parameter(Name=selector, WithDecryption=True)
+    except (BotoCoreError, ClientError) as exc:
+        if _code(exc) in ("ParameterNotFound", "ParameterVersionNotFound"):
+            return None
+        raise _error("GetParameter", selector, exc) from None
+    parameter = response["Parameter"]
+    return {"value": parameter["Value"], "type": parameter["Type"], "version": parameter["Version"]}
+
+
 def put_secure_string(client, name, value, kms_key_id=None, description=None, tags=None, overwrite=True):
     """Write value as a SecureString; returns the new version. AWS refuses tags together with
     Overwrite, so tags are sent only when creating (overwrite=False)."""

@@ -96,6 +96,15 @@ options:
     description: Seconds between two tries of a failing health check.
     type: float
     default: 2
+  aws:
+    description:
+      - The connection options of M(rekey.aws.consumer_aws) (the role's C(rotate_aws)). With
+        O(state=updated), a host that fails puts back the parameters and secrets its consumers
+        held in AWS read (formats V(ssm_parameter), V(secretsmanager_secret)) before it is applied
+        again and checked on the old key. Their new key was written by M(rekey.aws.consumer_aws)
+        before; this module writes no value to AWS.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -126,7 +135,9 @@ outcome:
       type: list
       elements: str
     existed:
-      description: By consumer name, whether its file existed before it was written.
+      description:
+        - By consumer name, whether its file existed before it was written; a consumer held in AWS
+          is named with V(true).
       type: dict
     applied:
       description:
@@ -152,8 +163,8 @@ preview:
     consumers:
       description:
         - Per consumer C(consumer), C(iam_user), C(path), C(key) (old key id -> new key id, or
-          C(new key (not created in check mode))), C(file) (V(create), V(change), V(keep) or
-          V(not previewed)), C(changes), C(diff_lines) (the masked unified diff) and C(apply).
+          C(new key (not created in check mode))), C(file) (V(create), V(change), V(keep),
+          V(in_aws) for a consumer held in AWS, or V(not previewed)), C(changes), C(diff_lines) (the masked unified diff) and C(apply).
       type: list
       elements: dict
     applies:

@@ -64,6 +64,14 @@ options:
         V(retire_failed), the hosts put back with V(put_back), the deleted new keys with V(rolled_back).
     type: dict
     default: {}
+  held_in_aws:
+    description:
+      - With V(put_back), the users whose parameter or secret (consumers held in AWS) could not be
+        put back, as M(rekey.aws.consumer_aws) returned them in C(unrestored_users); their new key is
+        kept.
+    type: list
+    elements: str
+    default: []
   failed_task:
     description: With V(retire_failed), the name of the task that failed.
     type: str

@@ -228,11 +228,19 @@ def _sts_check(argv: list[str]) -> int:
     p.add_argument("--profile", default="default")
     p.add_argument("--endpoint-url", required=True)
     p.add_argument("--region", default="us-east-1")
+    p.add_argument("--secret-id", help="check the key held in this secret instead (read with the file's key)")
+    p.add_argument("--id-field", default="aws_access_key_id")
+    p.add_argument("--secret-field", default="aws_secret_access_key")
     args = p.parse_args(argv)
     try:
         key_id, secret = read_key(args.file, args.format, args.profile)
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"cannot read a key from {args.file}: {exc}", file=sys.stderr)
+        if args.secret_id:
+            held = json.loads(boto3.client("secretsmanager", endpoint_url=args.endpoint_url, region_name=args.region,
+                                           aws_access_key_id=key_id, aws_secret_access_key=secret).get_secret_value(
+                SecretId=args.secret_id)["SecretString"])
+            key_id, secret = held[args.id_field], held[args.secret_field]
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure to read is unhealthy
+        print(f"cannot read a key from {args.secret_id or args.file}: {type(exc).__name__}", file=sys.stderr)
         return 2
     sts = boto3.client("sts", endpoint_url=args.endpoint_url, region_name=args.region,
                        aws_access_key_id=key_id, aws_secret_access_key=secret,

@@ -20,7 +20,8 @@ SECRETSMANAGER = PLUGINS / "module_utils" / "_secretsmanager.py"
 SSM = PLUGINS / "module_utils" / "_ssm.py"
 PERMISSIONS = PLUGINS / "module_utils" / "_permissions.py"
 # Where a boto3 client is made; each hands it only to _iam.py / _secretsmanager.py / _ssm.py functions.
-CLIENT_MAKERS = {"plugins/module_utils/_iam.py", "plugins/action/key_store.py", "plugins/lookup/stored_key.py"}
+CLIENT_MAKERS = {"plugins/module_utils/_iam.py", "plugins/action/key_store.py", "plugins/lookup/stored_key.py",
+                 "plugins/module_utils/_aws_consumers.py"}
 
 
 def camel(snake):
@@ -34,17 +35,20 @@ SCOPED = {"RekeySsmKeyStore": "arn:aws:ssm:*:*:parameter/rekey/*"}
 def statements():
     policy = json.loads(POLICY.read_text())
     assert policy["Version"] == "2012-10-17"
-    return {statement["Sid"]: statement for statement in policy["Statement"]}
+    found = {statement["Sid"]: statement for statement in policy["Statement"]}
+    assert len(found) == len(policy["Statement"]), "a Sid is used twice"
+    return found
 
 
 def policy_actions():
-    actions = []
+    actions = set()
     for sid, statement in statements().items():
         assert statement["Effect"] == "Allow" and statement["Resource"] == SCOPED.get(sid, "*"), statement
         assert set(statement) == {"Sid", "Effect", "Action", "Resource"}, statement
-        actions.extend(statement["Action"])
-    assert len(actions) == len(set(actions)), "an action is listed twice"
-    return set(actions)
+        # An action may serve two uses, each its own statement (one can be dropped alone).
+        assert len(statement["Action"]) == len(set(statement["Action"])), "an action is listed twice in a statement"
+        actions.update(statement["Action"])
+    return actions
 
 
 def called_actions():
@@ -64,15 +68,22 @@ def test_the_policy_is_every_action_the_code_calls_and_no_other():
 
 
 def test_the_policy_matches_the_permission_module():
-    every_store = set(_permissions.required_actions("secretsmanager", audit_all_users=True)) | set(
+    every_use = set(_permissions.required_actions("secretsmanager", audit_all_users=True, aws_consumers=True)) | set(
         _permissions.required_actions("ssm"))
-    assert policy_actions() == every_store
+    assert policy_actions() == every_use
     assert set(_permissions.required_actions("vault_file")) == policy_actions() - set(
-        _permissions.SECRETSMANAGER_ACTIONS) - set(_permissions.SSM_STORE_ACTIONS) - {"iam:ListUsers"}
+        _permissions.SECRETSMANAGER_ACTIONS) - set(_permissions.SSM_STORE_ACTIONS) - set(
+        _permissions.AWS_CONSUMER_ACTIONS) - {"iam:ListUsers"}
 
 
 def test_the_ssm_key_store_has_its_own_statement():
     assert statements()["RekeySsmKeyStore"]["Action"] == list(_permissions.SSM_STORE_ACTIONS)
+
+
+def test_the_consumers_in_aws_have_their_own_statement():
+    assert statements()["RekeyConsumersInAws"]["Action"] == list(_permissions.AWS_CONSUMER_ACTIONS)
+    assert set(_permissions.required_actions(aws_consumers=True)) - set(_permissions.required_actions()) == set(
+        _permissions.AWS_CONSUMER_ACTIONS)
 
 
 def test_no_getuser_and_no_sts_permission():
