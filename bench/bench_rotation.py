@@ -51,6 +51,8 @@ PROBES_PER_S = 20
 
 
 def number_list(text: str) -> list[int]:
+    if text.strip() in ("", "none"):
+        return []  # --hosts none: the many-users run alone
     try:
         values = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
@@ -73,6 +75,7 @@ def playbook_env() -> dict:
 def run_playbook(args: list[str], log: Path) -> dict:
     """ansible-playbook ARGS; its exit code, wall time and the peak memory of its process tree."""
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), *args]
+    load_before = os.getloadavg()[0]
     with open(log, "w", encoding="utf-8") as out:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=playbook_env(), cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
@@ -82,7 +85,9 @@ def run_playbook(args: list[str], log: Path) -> dict:
         wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     return dict(memory.stop(), rc=proc.returncode, wall_s=round(wall, 2),
-                largest_process_mb=round(usage.ru_maxrss / 1024, 1), log=str(log))
+                largest_process_mb=round(usage.ru_maxrss / 1024, 1), log=str(log),
+                # The machine is shared: the 1-minute load average before and after the run.
+                load_1m=[round(load_before, 1), round(os.getloadavg()[0], 1)])
 
 
 def lab_settings(directory: Path) -> dict:
@@ -212,6 +217,12 @@ def print_many_users(many: dict) -> None:
               f"IAM calls {analysis.iam_total(run)} ({analysis.iam_per_user(run):g} per user)")
 
 
+def save(path: Path, pairs: list[dict], many: dict | None, verdicts: list | None = None, partial: bool = False) -> None:
+    path.write_text(json.dumps({"partial": partial, "pairs": pairs, "many_users": many, "verdicts": verdicts,
+                                "slopes": analysis.slopes(pairs), "machine": {"cpus": os.cpu_count()}},
+                               indent=2) + "\n")
+
+
 def merged_pairs(path: Path | None, pairs: list[dict]) -> list[dict]:
     """The pairs of an earlier run whose (hosts, forks) this run did not measure."""
     if path is None or not path.exists():
@@ -223,7 +234,7 @@ def merged_pairs(path: Path | None, pairs: list[dict]) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=number_list, default=number_list("1,10,50"),
-                        help="fleet sizes, comma-separated (default 1,10,50)")
+                        help="fleet sizes, comma-separated (default 1,10,50; none: only the many-users run)")
     parser.add_argument("--forks", type=number_list, default=number_list("5,25"),
                         help="ansible-playbook -f settings, comma-separated (default 5,25)")
     parser.add_argument("--many-users", type=int, default=20, help="users (and hosts) of the many-users run; 0: skip")
@@ -240,6 +251,7 @@ def main() -> int:
     for hosts in args.hosts:
         print(f"{hosts} host(s), forks {args.forks} ...", flush=True)
         pairs.extend(measure_size(hosts, args.forks, logs))
+        save(args.out, pairs, None, partial=True)  # an interrupted bench keeps the sizes it measured
     earlier = merged_pairs(args.merge, pairs)
     if earlier:
         print(f"merged from {args.merge}: " + ", ".join(f"{p['hosts']} h forks {p['forks']}" for p in earlier))
@@ -255,9 +267,7 @@ def main() -> int:
     if many:
         print_many_users(many)
     print("\ngoals (issue 10):\n" + "\n".join(analysis.verdict_lines(verdicts)))
-    args.out.write_text(json.dumps({"pairs": pairs, "many_users": many, "verdicts": verdicts,
-                                    "slopes": analysis.slopes(pairs), "machine": {"cpus": os.cpu_count()}},
-                                   indent=2) + "\n")
+    save(args.out, pairs, many, verdicts=verdicts)
     print(f"\nresults: {args.out}")
     try:
         from bench.chart import write_chart  # pylint: disable=import-outside-toplevel  # bench-only dependency
