@@ -1,18 +1,25 @@
-"""`make bench`: forced rotations on fleets of several sizes; time and AWS calls per rotation.
+"""`make bench`: forced rotations against a bare push, on fleets of several sizes; time, memory and IAM calls.
 
-For each fleet size (--hosts 1,5,10): a lab (tools/lab.py: the strict endpoint on a fleet bridge,
-an IAM user with a first key, N hosts whose demo apps run on it), the endpoint's counts reset,
-one forced rotation (playbooks/rotate.yml, as tools/demo.py runs it), then the counts read back
-and the lab torn down. Records the total wall time, the time per phase from the rotation's
-report, IAM calls by action and STS calls.
+For each fleet size (--hosts 1,10,50): one lab (tools/lab.py: the strict endpoint on a fleet bridge,
+an IAM user with a first key, N hosts whose demo apps run on it); then for each forks setting
+(--forks 5,25), alternating on that lab:
+  rotation   playbooks/rotate.yml as tools/demo.py runs it (-e rotate_force=true, the lab's fast
+             finish), the endpoint's counts reset before and read after, the prober watching
+  bare push  bench/bare_push.yml with the same serial and forks: a key created out of band is
+             written, the app restarted, /health awaited on the new key; then the key the hosts
+             no longer hold is deleted out of band, so that the next rotation starts from one key.
+Each run records its wall time and the peak PSS of the ansible-playbook process tree; a rotation
+also its phases and per-user verification times (the report), IAM calls by action, and the auth
+failures the prober saw. Then (--many-users 20) a lab of 20 hosts each holding its own user's
+key, with a propagation delay (--delay 8) on the endpoint: one run rotating one user, one run
+rotating all 20.
 
-Times are printed, never asserted. The exit status checks ARCHITECTURE.md invariant 6: every
-IAM call runs on the controller and their number does not grow with the fleet.
-    0  no IAM action was called more often on a larger fleet than on the smallest one
-    1  some IAM action was (the table names it)
-    2  a rotation failed or the lab could not be brought up: nothing to compare
-Writes everything to demo-out/bench.json and each run's ansible-playbook output to
-demo-out/bench-logs/.
+Prints the table, per-host slopes and the issue's goals as verdicts (bench/analysis.py); writes
+demo-out/bench.json, the chart demo-out/bench.png (matplotlib, requirements/bench.txt) and each
+run's output to demo-out/bench-logs/. Exit status:
+    0  the IAM goals hold (<= 12 calls per user, not growing with the fleet)
+    1  an IAM goal does not (the verdicts name it)
+    2  a run failed or a lab did not come up
 """
 from __future__ import annotations
 
@@ -29,23 +36,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.endpoint import Endpoint  # noqa: E402  pylint: disable=wrong-import-position
-from tools import lab  # noqa: E402  pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from bench import analysis, many_users  # noqa: E402
+from bench.proc_memory import TreeMemory  # noqa: E402
+from tests.support.endpoint import Endpoint  # noqa: E402
+from tools import lab  # noqa: E402
+from tools.fleet import Fleet  # noqa: E402
+from tools.prober import Prober  # noqa: E402
 
 USER = "bench-app"
+BARE_PUSH = REPO / "bench" / "bare_push.yml"
+# About this many probes a second over the whole fleet: enough to see a refused key, little load.
+PROBES_PER_S = 20
 
 
-def fleet_sizes(text: str) -> list[int]:
+def number_list(text: str) -> list[int]:
+    if text.strip() in ("", "none"):
+        return []  # --hosts none: the many-users run alone
     try:
-        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+        values = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hosts {text!r}: expected fleet sizes such as 1,5,10") from None
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError(f"--hosts {text!r}: expected positive fleet sizes such as 1,5,10")
-    return sizes
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive numbers such as 1,10,50") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive numbers such as 1,10,50")
+    return values
 
 
-def rotation_env() -> dict:
+def playbook_env() -> dict:
     """The caller's environment without AWS credentials or settings: every AWS call must go to
     the lab's endpoint with the lab's admin key (consumers.yml sets rotate_aws)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -55,110 +72,213 @@ def rotation_env() -> dict:
     return env
 
 
-def rotate(directory: Path, log: Path) -> int:
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / "rotate.yml"),
-           "-i", str(directory / "fleet" / "inventory.yml"), "-i", str(directory / "consumers.yml"),
-           "--vault-password-file", str(directory / "vault-pass"), "-e", "rotate_force=true"]
+def run_playbook(args: list[str], log: Path) -> dict:
+    """ansible-playbook ARGS; its exit code, wall time and the peak memory of its process tree."""
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), *args]
+    load_before = os.getloadavg()[0]
     with open(log, "w", encoding="utf-8") as out:
-        return subprocess.run(cmd, env=rotation_env(), cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, check=False).returncode
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, env=playbook_env(), cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        memory = TreeMemory(proc.pid).start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return dict(memory.stop(), rc=proc.returncode, wall_s=round(wall, 2),
+                largest_process_mb=round(usage.ru_maxrss / 1024, 1), log=str(log),
+                # The machine is shared: the 1-minute load average before and after the run.
+                load_1m=[round(load_before, 1), round(os.getloadavg()[0], 1)])
 
 
-def measure(hosts: int, logs: Path) -> dict:
-    """One lab of `hosts` hosts, one forced rotation; what it cost."""
+def lab_settings(directory: Path) -> dict:
+    return json.loads((directory / "consumers.yml").read_text())["all"]["vars"]
+
+
+def rotate(directory: Path, log: Path, forks: int, extra: dict | None = None, probe: bool = True) -> dict:
+    """One forced rotation on the lab in `directory`, with the endpoint's counts of it."""
+    endpoint = Endpoint.from_state_file(directory / "endpoint.json")
+    report_path = directory / "report.json"
+    report_path.unlink(missing_ok=True)
+    endpoint.reset_counts()
+    fleet = Fleet.load(directory / "fleet")
+    prober = None
+    if probe:
+        prober = Prober(fleet.app_urls, interval=max(0.5, len(fleet.hosts) / PROBES_PER_S),
+                        timeline=log.with_suffix(".prober.jsonl")).start()
+    extra_vars = dict({"rotate_force": True}, **(extra or {}))
+    try:
+        run = run_playbook([str(REPO / "playbooks" / "rotate.yml"), "-i", str(directory / "fleet" / "inventory.yml"),
+                            "-i", str(directory / "consumers.yml"), "--vault-password-file",
+                            str(directory / "vault-pass"), "-f", str(forks), "-e", json.dumps(extra_vars)], log)
+    finally:
+        totals = prober.stop() if prober else {}
+    counts = endpoint.counts()
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    settings = lab_settings(directory)
+    users = report.get("users", [])
+    verify = [u.get("verify_seconds") for u in users if u.get("verify_seconds") is not None]
+    result = dict(run, ok=run["rc"] == 0 and report.get("ok") is True,
+                  message=report.get("message", f"no report; see {log}"),
+                  phases_s=report.get("durations_s", {}),
+                  users=sum(1 for u in users if u.get("action") == "rotate"),
+                  verify_s=max(verify) if verify else None,
+                  verify_per_user_s={u["user_name"]: u.get("verify_seconds") for u in users},
+                  idle_window_s=settings.get("rotate_idle_window_s"),
+                  settle_s=settings.get("rotate_deactivate_settle_s"),
+                  iam_calls={a: n for a, n in counts.items() if a.startswith("iam:")},
+                  sts_calls={a: n for a, n in counts.items() if a.startswith("sts:")})
+    if totals:
+        result["auth_failures"] = totals.get("overall", {}).get("auth_failures", 0)
+    return result
+
+
+def bare_push(directory: Path, log: Path, forks: int) -> dict:
+    """The baseline on the lab in `directory`: a new key for USER (out of band), pushed; then the
+    user's other keys deleted, as a rotation would leave it."""
+    iam = Endpoint.from_state_file(directory / "endpoint.json").iam()
+    before = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=USER)["AccessKeyMetadata"]]
+    key = iam.create_access_key(UserName=USER)["AccessKey"]
+    extra = directory / "bare-push-vars.json"
+    extra.touch(mode=0o600)
+    extra.write_text(json.dumps({"bench_key_id": key["AccessKeyId"], "bench_secret": key["SecretAccessKey"]}))
+    try:
+        run = run_playbook([str(BARE_PUSH), "-i", str(directory / "fleet" / "inventory.yml"),
+                            "-f", str(forks), "-e", f"@{extra}"], log)
+    finally:
+        extra.unlink()
+    if run["rc"] == 0:
+        for old in before:
+            iam.update_access_key(UserName=USER, AccessKeyId=old, Status="Inactive")
+            iam.delete_access_key(UserName=USER, AccessKeyId=old)
+    return dict(run, ok=run["rc"] == 0, message="ok" if run["rc"] == 0 else f"bare push failed; see {log}")
+
+
+def measure_size(hosts: int, forks_list: list[int], logs: Path) -> list[dict]:
+    """One lab of `hosts` hosts; per forks setting a rotation, then a bare push."""
     directory = Path(tempfile.mkdtemp(prefix=f"rekey-bench-{hosts}-"))
-    result: dict = {"hosts": hosts}
+    pairs = []
     try:
         started = time.monotonic()
         lab.up(directory, hosts, USER)
-        result["lab_up_s"] = round(time.monotonic() - started, 2)
-        endpoint = Endpoint.from_state_file(directory / "endpoint.json")
-        endpoint.reset_counts()
-        log = logs / f"hosts-{hosts}.log"
-        started = time.monotonic()
-        result["rc"] = rotate(directory, log)
-        result["wall_s"] = round(time.monotonic() - started, 2)
-        counts = endpoint.counts()
-        report_path = directory / "report.json"
-        report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        result.update(
-            ok=result["rc"] == 0 and report.get("ok") is True,
-            message=report.get("message", f"no report; see {log}"),
-            log=str(log),
-            phases_s=report.get("durations_s", {}),
-            iam_calls={a: n for a, n in counts.items() if a.startswith("iam:")},
-            sts_calls={a: n for a, n in counts.items() if a.startswith("sts:")},
-            other_calls={a: n for a, n in counts.items() if not a.startswith(("iam:", "sts:"))})
-        result["iam_total"] = sum(result["iam_calls"].values())
-        result["sts_total"] = sum(result["sts_calls"].values())
-    except Exception as exc:  # pylint: disable=broad-exception-caught  # reported, and exit 2
-        result.update(ok=False, message=f"{type(exc).__name__}: {exc}")
+        print(f"  lab of {hosts} host(s) up in {time.monotonic() - started:.0f} s", flush=True)
+        for forks in forks_list:
+            name = f"hosts-{hosts}-forks-{forks}"
+            rotation = rotate(directory, logs / f"{name}-rotation.log", forks)
+            print(f"  forks {forks}: rotation {rotation['wall_s']} s ({rotation['message'][:200]})", flush=True)
+            push = bare_push(directory, logs / f"{name}-push.log", forks) if rotation["ok"] else \
+                {"ok": False, "message": "not run: the rotation failed"}
+            print(f"  forks {forks}: bare push {push.get('wall_s', '-')} s ({push['message']})", flush=True)
+            pairs.append({"hosts": hosts, "forks": forks, "rotation": rotation, "push": push})
+            if not rotation["ok"] or not push["ok"]:
+                break
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # recorded, and exit 2
+        failed = {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
+        pairs.append({"hosts": hosts, "forks": forks_list[len(pairs) % len(forks_list)], "rotation": failed,
+                      "push": failed})
+    finally:
+        lab.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    return pairs
+
+
+def measure_many_users(users: int, delay: float, forks: int, logs: Path) -> dict:
+    """One user rotated, then all `users`, on a lab where host i holds user i's key, under a
+    propagation delay."""
+    directory = Path(tempfile.mkdtemp(prefix=f"rekey-bench-users-{users}-"))
+    result: dict = {"users": users, "delay_s": delay, "forks": forks}
+    try:
+        names = many_users.up(directory, users)
+        Endpoint.from_state_file(directory / "endpoint.json").set_faults(propagation_delay_s=delay)
+        result["one"] = rotate(directory, logs / f"users-1-of-{users}.log", forks,
+                               extra={"rotate_users": names[:1]}, probe=False)
+        print(f"  1 user: {result['one']['wall_s']} s ({result['one']['message'][:200]})", flush=True)
+        result["many"] = rotate(directory, logs / f"users-{users}.log", forks, probe=False)
+        print(f"  {users} users: {result['many']['wall_s']} s ({result['many']['message'][:200]})", flush=True)
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # recorded, and exit 2
+        result.setdefault("one", {"ok": False})
+        result["many"] = {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
     finally:
         lab.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
     return result
 
 
-def growth(results: list[dict]) -> list[str]:
-    """IAM actions called more often on a larger fleet than on the smallest one."""
-    base = results[0]
-    problems = []
-    for res in results[1:]:
-        for action in sorted(set(base["iam_calls"]) | set(res["iam_calls"])):
-            small, large = base["iam_calls"].get(action, 0), res["iam_calls"].get(action, 0)
-            if large > small:
-                problems.append(f"{action}: {small} calls with {base['hosts']} host(s), {large} with {res['hosts']}")
-    return problems
+def print_many_users(many: dict) -> None:
+    print(f"\n{many['users']} users held by {many['users']} hosts, propagation delay {many['delay_s']:g} s, "
+          f"forks {many['forks']}:")
+    for label in ("one", "many"):
+        run = many.get(label, {})
+        if not run.get("ok"):
+            print(f"  {label}: FAILED {run.get('message', '')}")
+            continue
+        verify = [v for v in run["verify_per_user_s"].values() if v is not None]
+        print(f"  {run['users']:>2} user(s): wall {run['wall_s']:g} s, phases {run['phases_s']}, "
+              f"verification per user {min(verify):g}-{max(verify):g} s, "
+              f"IAM calls {analysis.iam_total(run)} ({analysis.iam_per_user(run):g} per user)")
 
 
-def print_tables(results: list[dict]) -> None:
-    print(f"\n{'hosts':>5} {'wall s':>7} {'prepare':>8} {'distribute':>10} {'finish':>7} {'IAM calls':>9} "
-          f"{'STS calls':>9}  result")
-    for res in results:
-        ph = res.get("phases_s", {})
-        print(f"{res['hosts']:>5} {res.get('wall_s', '-'):>7} {ph.get('prepare', '-'):>8} "
-              f"{ph.get('distribute', '-'):>10} {ph.get('finish', '-'):>7} {res.get('iam_total', '-'):>9} "
-              f"{res.get('sts_total', '-'):>9}  {'ok' if res['ok'] else res['message']}")
-    measured = [r for r in results if "iam_calls" in r]
-    actions = sorted({a for r in measured for a in list(r["iam_calls"]) + list(r["sts_calls"])})
-    if actions:
-        width = max(len(a) for a in actions)
-        print(f"\n{'calls by action':<{width}} " + " ".join(f"{str(r['hosts']) + ' h':>6}" for r in measured))
-        for action in actions:
-            cells = " ".join(f"{r['iam_calls'].get(action, r['sts_calls'].get(action, 0)):>6}" for r in measured)
-            print(f"{action:<{width}} {cells}")
-    print("\nsts:* counts every caller: the controller's propagation checks and the demo apps' own "
-          "calls on each /health the rotation's health checks make (the endpoint cannot tell them apart).")
+def save(path: Path, pairs: list[dict], many: dict | None, verdicts: list | None = None, partial: bool = False) -> None:
+    path.write_text(json.dumps({"partial": partial, "pairs": pairs, "many_users": many, "verdicts": verdicts,
+                                "slopes": analysis.slopes(pairs), "machine": {"cpus": os.cpu_count()}},
+                               indent=2) + "\n")
+
+
+def merged_pairs(path: Path | None, pairs: list[dict]) -> list[dict]:
+    """The pairs of an earlier run whose (hosts, forks) this run did not measure."""
+    if path is None or not path.exists():
+        return []
+    measured = {(p["hosts"], p["forks"]) for p in pairs}
+    return [p for p in json.loads(path.read_text()).get("pairs", []) if (p["hosts"], p["forks"]) not in measured]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=fleet_sizes, default=fleet_sizes("1,5,10"),
-                        help="fleet sizes, comma-separated (default 1,5,10)")
+    parser.add_argument("--hosts", type=number_list, default=number_list("1,10,50"),
+                        help="fleet sizes, comma-separated (default 1,10,50; none: only the many-users run)")
+    parser.add_argument("--forks", type=number_list, default=number_list("5,25"),
+                        help="ansible-playbook -f settings, comma-separated (default 5,25)")
+    parser.add_argument("--many-users", type=int, default=20, help="users (and hosts) of the many-users run; 0: skip")
+    parser.add_argument("--delay", type=float, default=8.0, help="propagation delay of the many-users run (s)")
     parser.add_argument("--out", type=Path, default=REPO / "demo-out" / "bench.json",
-                        help="where to write the results (default demo-out/bench.json)")
+                        help="where to write the results (default demo-out/bench.json; the chart beside it)")
+    parser.add_argument("--merge", type=Path,
+                        help="an earlier run's results (bench.json): its pairs of other sizes or forks join the "
+                             "table, the slopes and the chart (missing: ignored)")
     args = parser.parse_args()
     logs = args.out.parent / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    results = []
+    pairs = []
     for hosts in args.hosts:
-        print(f"rotating on {hosts} host(s) ...", flush=True)
-        results.append(measure(hosts, logs))
-    print_tables(results)
-    failed = [r for r in results if not r["ok"]]
-    problems = [] if failed else growth(results)
-    args.out.write_text(json.dumps({"results": results, "iam_growth": problems,
-                                    "machine": {"cpus": os.cpu_count()}}, indent=2) + "\n")
+        print(f"{hosts} host(s), forks {args.forks} ...", flush=True)
+        pairs.extend(measure_size(hosts, args.forks, logs))
+        save(args.out, pairs, None, partial=True)  # an interrupted bench keeps the sizes it measured
+    earlier = merged_pairs(args.merge, pairs)
+    if earlier:
+        print(f"merged from {args.merge}: " + ", ".join(f"{p['hosts']} h forks {p['forks']}" for p in earlier))
+    pairs = earlier + pairs
+    many = None
+    if args.many_users:
+        print(f"{args.many_users} users on {args.many_users} hosts, propagation delay {args.delay:g} s ...", flush=True)
+        many = measure_many_users(args.many_users, args.delay, 5, logs)
+    verdicts = analysis.goal_verdicts(pairs, many)
+    status = analysis.exit_status(pairs, verdicts, many)
+    print("\n" + "\n".join(analysis.table_lines(pairs)))
+    print("\nper-host slope (least squares over the sizes):\n" + "\n".join(analysis.slope_lines(pairs)))
+    if many:
+        print_many_users(many)
+    print("\ngoals (issue 10):\n" + "\n".join(analysis.verdict_lines(verdicts)))
+    save(args.out, pairs, many, verdicts=verdicts)
     print(f"\nresults: {args.out}")
+    try:
+        from bench.chart import write_chart  # pylint: disable=import-outside-toplevel  # bench-only dependency
+        print(f"chart: {write_chart(pairs, args.out.with_suffix('.png'))}")
+    except ImportError as exc:
+        print(f"no chart: {exc} (make bench installs requirements/bench.txt)")
+    failed = [f"{p['hosts']} h forks {p['forks']}: {p[k].get('message')}" for p in pairs for k in ("rotation", "push")
+              if not p[k].get("ok")]
     if failed:
-        print("FAILED: " + "; ".join(f"{r['hosts']} host(s): {r['message']}" for r in failed))
-        return 2
-    if problems:
-        print("FAILED: the IAM calls grow with the fleet (invariant 6): " + "; ".join(problems))
-        return 1
-    print("IAM calls per rotation do not grow with the fleet (invariant 6): "
-          + ", ".join(f"{r['iam_total']} with {r['hosts']} host(s)" for r in results))
-    return 0
+        print("FAILED: " + "; ".join(failed))
+    return status
 
 
 if __name__ == "__main__":
