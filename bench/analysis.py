@@ -180,14 +180,17 @@ def many_users_verdict(many_users):
 
 
 def propagation_finding(many_users):
-    """Was propagation waited once for all users, or once per user? Told by the prepare phase:
-    waited per user, it grows by about one delay per extra user."""
+    """Was propagation waited once for all users, or once per user? Waited per user, the prepare
+    phase would grow by at least one delay per extra user; what it grows by otherwise is the
+    per-user work of creating and recording the keys. The longest verification is shown too."""
     one, many, delay = many_users["one"], many_users["many"], many_users["delay_s"]
     extra = many["phases_s"]["prepare"] - one["phases_s"]["prepare"]
-    at_once = extra < delay
+    at_once = extra < (many["users"] - 1) * delay
     return (f"propagation waited {'once for all users' if at_once else 'per user'} "
             f"(prepare {many['phases_s']['prepare']:g} s for {many['users']} users vs "
-            f"{one['phases_s']['prepare']:g} s for 1, delay {delay:g} s)")
+            f"{one['phases_s']['prepare']:g} s for 1: +{extra:g} s, per-user waits would add >= "
+            f"{(many['users'] - 1) * delay:g} s; longest verification {many.get('verify_s')} s vs "
+            f"{one.get('verify_s')} s, delay {delay:g} s)")
 
 
 def exit_status(pairs, verdicts, many_users=None):

@@ -129,6 +129,7 @@ def test_a_failed_run_exits_2():
 @pytest.mark.parametrize("one_prepare, many_prepare, many_wall, holds, how", [
     (12.0, 14.0, 59.0, True, "once for all users"),
     (12.0, 14.0, 61.0, False, "once for all users"),   # distribution made it slow, not propagation
+    (12.0, 140.0, 59.0, True, "once for all users"),   # 19 x 8 s > 128 s: the per-user creates, not waits
     (12.0, 170.0, 300.0, False, "per user"),
 ])
 def test_many_users(one_prepare, many_prepare, many_wall, holds, how):
