@@ -32,11 +32,11 @@ def ratio(numerator, denominator):
 def slope(points):
     """Least-squares slope (seconds per host) of [(hosts, seconds), ...]; None below two distinct sizes."""
     points = [(float(x), float(y)) for x, y in points if y is not None]
-    if len({x for x, _ in points}) < 2:
+    if len({x for x, y in points}) < 2:
         return None
-    mean_x = sum(x for x, _ in points) / len(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    mean_x = sum(x for x, y in points) / len(points)
+    mean_y = sum(y for x, y in points) / len(points)
+    sxx = sum((x - mean_x) ** 2 for x, y in points)
     sxy = sum((x - mean_x) * (y - mean_y) for x, y in points)
     return round(sxy / sxx, 2)
 
@@ -144,7 +144,7 @@ def goal_verdicts(pairs, many_users=None):
     judged = [(p, d) for p, d in big if d["distribute_over_push"] is not None]
     verdicts.append(_verdict(
         f"distribute / bare push <= {DISTRIBUTE_OVER_PUSH_MAX} at {DISTRIBUTE_GOAL_FROM_HOSTS}+ hosts",
-        None if not judged else all(d["distribute_over_push"] <= DISTRIBUTE_OVER_PUSH_MAX for _, d in judged),
+        None if not judged else all(d["distribute_over_push"] <= DISTRIBUTE_OVER_PUSH_MAX for size, d in judged),
         "not measured" if not judged else ", ".join(
             f"{d['distribute_over_push']:g} ({p['hosts']} h, forks {p['forks']})" for p, d in judged)))
 
@@ -153,7 +153,7 @@ def goal_verdicts(pairs, many_users=None):
     verdicts.append(_verdict(
         f"rotation <= {ROTATION_OVER_PUSH_AND_WAITS_MAX} x (bare push + inherent waits)",
         None if not judged else all(d["rotation_over_push_and_waits"] <= ROTATION_OVER_PUSH_AND_WAITS_MAX
-                                    for _, d in judged),
+                                    for size, d in judged),
         "not measured" if not judged else ", ".join(
             f"{d['rotation_over_push_and_waits']:g} ({p['hosts']} h, forks {p['forks']})" for p, d in judged)))
 
@@ -230,7 +230,7 @@ def table_lines(pairs):
 
 def markdown_table(pairs):
     """The same table as Markdown, for bench/README.md."""
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "|".join("---:" for _ in TABLE_HEADER) + "|"]
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "|".join("---:" for name in TABLE_HEADER) + "|"]
     for p in sorted(pairs, key=lambda p: (p["hosts"], p["forks"])):
         d = derived(p)
         cells = [p["hosts"], p["forks"], d["rotation_s"], d["push_s"], d["ratio"], d["waits"]["propagation"],

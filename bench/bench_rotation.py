@@ -81,7 +81,7 @@ def run_playbook(args: list[str], log: Path) -> dict:
         proc = subprocess.Popen(cmd, env=playbook_env(), cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         memory = TreeMemory(proc.pid).start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        status, usage = os.wait4(proc.pid, 0)[1:]
         wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     return dict(memory.stop(), rc=proc.returncode, wall_s=round(wall, 2),

@@ -18,7 +18,7 @@ def write_chart(pairs: list[dict], path: Path) -> Path:
         for key, label, style in (("rotation_s", "rotation", "-o"), ("push_s", "bare push", "--s")):
             points = [(p["hosts"], derived(p)[key]) for p in mine if derived(p)[key] is not None]
             if points:
-                ax.plot([h for h, _ in points], [s for _, s in points], style, label=f"{label}, forks {forks}")
+                ax.plot([h for h, s in points], [s for h, s in points], style, label=f"{label}, forks {forks}")
     ax.set_xlabel("hosts")
     ax.set_ylabel("wall time (s)")
     ax.set_title("rekey.aws: one forced rotation vs a bare push (2 shared cores)")

@@ -68,8 +68,8 @@ def test_iam_budget_gates_the_exit_status():
 
 
 def test_iam_budget_is_per_user_in_the_many_users_run():
-    many = {"users": 20, "delay_s": 8, "one": rotation(wall=30), "many": rotation(wall=50, users=20,
-                                                                                    iam={"iam:TagUser": 20 * 12})}
+    many = {"users": 20, "delay_s": 8, "one": rotation(wall=30),
+            "many": rotation(wall=50, users=20, iam={"iam:TagUser": 20 * 12})}
     verdicts = analysis.goal_verdicts([pair(1)], many)
     assert by_goal(verdicts, "IAM calls per rotated user")["holds"] is True
     many["many"]["iam_calls"] = {"iam:TagUser": 20 * 12 + 1}
