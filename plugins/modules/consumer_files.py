@@ -17,7 +17,7 @@ description:
   - With O(state=restored), puts each file back as it was before the rotation. The backup is
     copied back when the file differs from it, and a file that did not exist before is removed.
   - With O(state=reverted), puts each file back as it was before a killed run's rotation whose
-    new key the secret store lost: from that run's backup (removed once copied back); a file that
+    new key the secret store lost, from that run's backup (removed once copied back); a file that
     run created (no backup, holding the lost key id) is removed; a file that run never reached is
     left as it is. C(files[].holds_lost_key) says whether a file still names the lost key.
   - With O(state=cleaned), removes the backups, which hold the old secret.
