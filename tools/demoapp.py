@@ -119,8 +119,9 @@ def fetch_key(source, reader, endpoint_url, region, config):
         raise Unreadable(f"cannot read {where}: {code}") from None
     try:
         value = json.loads(text)
-        return value[source.get("id_field") or "aws_access_key_id"], value[source.get("secret_field") or
-                                                                             "aws_secret_access_key"]
+        id_field = source.get("id_field") or "aws_access_key_id"
+        secret_field = source.get("secret_field") or "aws_secret_access_key"
+        return value[id_field], value[secret_field]
     except (ValueError, KeyError, TypeError):
         raise Unreadable(f"{where} holds no JSON object with the key id and secret fields") from None
 

@@ -99,9 +99,9 @@ def restore_decision(target, held_now, previous_exists, held_before, old_key_id,
         return "none", ("%s holds the new key %s but has no earlier value to put back: the new key stays Active"
                         % (describe(target), new_key_id))
     if held_before != old_key_id:
+        facts = (describe(target), new_key_id, held_before or "none", old_key_id)
         return "none", ("%s holds the new key %s, and the value before it holds key %s, not the old key %s: not put "
-                        "back, the new key stays Active" % (describe(target), new_key_id, held_before or "none",
-                                                             old_key_id))
+                        "back, the new key stays Active" % facts)
     return "restore", None
 
 

@@ -182,8 +182,8 @@ def _aws_problems(where_, c):
         problem = parameter_name_problem(c["parameter"])
         if problem:
             out.append("%s: format ssm_parameter needs parameter: %s" % (where_, problem))
-    elif not isinstance(c["secret_id"], str) or not (_SECRET_ID_RE.match(c["secret_id"])
-                                                      or _SECRET_ARN_RE.match(c["secret_id"])):
+    elif not isinstance(c["secret_id"], str) or not (
+            _SECRET_ID_RE.match(c["secret_id"]) or _SECRET_ARN_RE.match(c["secret_id"])):
         out.append("%s: format secretsmanager_secret needs secret_id: %s is not a secret name or ARN (expected 1 "
                    "to 512 letters, digits or /_+=.@-)" % (where_, to_json(c["secret_id"])))
     if c["format"] == "secretsmanager_secret" and c["kms_key_id"]:
@@ -257,8 +257,8 @@ def shared_target_problems(hosts, hostvars):
             if not held_in_aws(c):
                 continue
             target = aws_target(c)
-            held = dict((k, c.get(k)) for k in ("iam_user", "access_key_id_field", "secret_access_key_field",
-                                                  "kms_key_id"))
+            fields = ("iam_user", "access_key_id_field", "secret_access_key_field", "kms_key_id")
+            held = dict((k, c.get(k)) for k in fields)
             if target not in first:
                 first[target] = (where(host, index, c), held)
                 continue

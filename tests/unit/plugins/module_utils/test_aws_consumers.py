@@ -13,7 +13,6 @@ from ansible_collections.rekey.aws.plugins.module_utils import _host_rollout as 
 from ansible_collections.rekey.aws.plugins.module_utils._consumers import with_defaults
 
 
-
 def entry(host, name="app", fmt="ssm_parameter", target="/app/key", user="app", **fields):
     c = with_defaults(dict({"name": name, "iam_user": user, "format": fmt, "service": "app",
                             "health_url": "http://127.0.0.1:8080/health"}, **fields))
