@@ -100,10 +100,11 @@ def message(user, r):
         return ""
     what = {
         "restart": "its new key does not exist, so a new key is created",
-        "discard": ("its new key %s never reached the secret store nor any host, so it is deleted and a new key "
-                    "is created" % r["discard_key_id"]) if r["phase"] in ("planned", "key_created") else (
-                    "the secret store no longer holds its new key %s, which no host has yet, so it is deleted and a "
-                    "new key is created" % r["discard_key_id"]),
+        "discard": (
+            "its new key %s never reached the secret store nor any host, so it is deleted and a new key is created"
+            if r["phase"] in ("planned", "key_created") else
+            "the secret store no longer holds its new key %s, which no host has yet, so it is deleted and a new key "
+            "is created") % r["discard_key_id"],
         "revert": "the secret store no longer holds its new key %s, so the hosts that got it go back to the old key "
                   "%s from the backups of run %s, %s is deleted and a new key is created"
                   % (r["discard_key_id"], r["old_key_id"], r["run_id"], r["discard_key_id"]),

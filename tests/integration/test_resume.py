@@ -63,6 +63,7 @@ def key_created(lab, user, _old_id):
     """CreateAccessKey answered, the state still at planned (the key id is recorded only once the
     store holds the secret)."""
     planned = phase_is(lab, user, "planned")
+
     def check(run) -> bool:
         return len(lab.keys(user)) == 2 and planned(run)
     return check
