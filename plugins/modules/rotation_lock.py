@@ -74,7 +74,7 @@ options:
   known:
     description:
       - The users' tags as M(rekey.aws.rotation_state_info) read them earlier in this run (its
-        RV(rekey.aws.rotation_state_info#module:rotations)), with O(state=locked): the lock is
+        RV(rekey.aws.rotation_state_info#module:rotations)), with O(state=locked). The lock is
         decided on them instead of reading the tags again. Every user of O(user_names) needs an
         entry.
       - The read is then older (a run that locked the user since is seen only by O(read_back)).
@@ -89,7 +89,7 @@ options:
     description:
       - The expiry this run's previous rotation_lock task returned for these users
         (RV(locks[].until)). Until that moment the lock is this run's (only a takeover, which is for
-        a dead run, can take it), so the tags are not read: O(state=locked) renews it with one
+        a dead run, can take it), so the tags are not read. O(state=locked) renews it with one
         C(TagUser) per user, O(state=unlocked) removes it with one C(UntagUser) per user.
       - Once it has passed, the tags are read as without it.
     type: str

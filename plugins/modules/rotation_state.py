@@ -57,8 +57,8 @@ options:
   read:
     description:
       - V(false) writes without reading the user's tags first, for a caller that knows them (a
-        rotation holding the user's lock wrote them): with O(state=present) the state is always
-        written (no same-state check, no room check: IAM refuses a 51st tag), with
+        rotation holding the user's lock wrote them). With O(state=present) the state is always
+        written (no same-state check, no room check; IAM refuses a 51st tag), with
         O(state=absent) every state tag is removed whichever run recorded it. Either way the task
         reports a change and RV(previous) is V(null).
     type: bool
