@@ -456,7 +456,7 @@ def test_admin_without_update_permission_then_rerun_converges(denied_update):
 
 MALFORMED = {
     "no-path": ({"path": None}, ["path null is not an absolute path on the host"]),
-    "unknown-format": ({"format": "ini"}, ["format must be one of: credentials, env, template, got: ini"]),
+    "unknown-format": ({"format": "ini"}, ["format must be one of: credentials, env, template, ssm_parameter, secretsmanager_secret, got: ini"]),
     "mode-0644": ({"mode": "0644"}, ['mode "0644" is not allowed for a file holding a secret', 'at most "0600"']),
     "mode-644-unquoted": ({"mode": 644}, ["mode 644 is not a quoted octal string", 'write it as "0600"']),
 }

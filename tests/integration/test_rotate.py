@@ -288,9 +288,7 @@ def test_malformed_consumer_is_refused_before_any_write(clean):
 def test_two_users_one_host_holds_both_shared_key_reloaded_without_gaps(clean):
     """User `shared`: the demo app on every host, reloaded (SIGHUP) instead of restarted. User
     `solo`: only on the first host, in an env file (other lines kept) and in a file rendered from
-    the operator's template. Their keys live in Parameter Store SecureStrings (a customer managed
-    KMS key) instead of vault files; a full rotation with the Secrets Manager store runs in
-    test_least_privilege.py."""
+    the operator's template. Its key lives in Secrets Manager instead of a vault file."""
     lab = clean
     shared, shared_old = lab.seed(prefix="shared")
     solo = lab.ep.new_user("solo")
@@ -311,8 +309,8 @@ def test_two_users_one_host_holds_both_shared_key_reloaded_without_gaps(clean):
     ]
     prober = Prober(lab.fleet.app_urls, interval=PROBE_INTERVAL_S).start()
     try:
-        run = lab.run(consumers, rotate_force=True, rotate_serial="100%", rotate_store_backend="ssm",
-                      rotate_store_parameter_name="/rekey-test/{user_name}", rotate_store_kms_key_id="alias/rekey-test")
+        run = lab.run(consumers, rotate_force=True, rotate_serial="100%", rotate_store_backend="secretsmanager",
+                      rotate_store_secret_prefix="rekey-test/")
     finally:
         totals = prober.stop()
 
@@ -328,18 +326,10 @@ def test_two_users_one_host_holds_both_shared_key_reloaded_without_gaps(clean):
     assert solo_old["SecretAccessKey"] not in env
     assert lab.read(holder, tpl_path).startswith(f"# rendered by rekey.aws\n[default]\naws_access_key_id = {solo_new}\n")
     assert lab.stat(holder, env_path) == "600 rekeyapp" and lab.stat(holder, tpl_path) == "600 rekeyapp"
-    # The store holds each user's current key, in a SecureString under the KMS key; nothing in
-    # Secrets Manager, and the stored secrets are read once per host and user (no more).
-    ssm = lab.ep.client("ssm")
+    # The store holds each user's current key, in Secrets Manager.
     for user, key_id in ((shared, shared_new), (solo, solo_new)):
-        parameter = ssm.get_parameter(Name=f"/rekey-test/{user}", WithDecryption=True)["Parameter"]
-        assert parameter["Type"] == "SecureString" and json.loads(parameter["Value"])["access_key_id"] == key_id
-        [described] = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [f"/rekey-test/{user}"]}])[
-            "Parameters"]
-        assert described["KeyId"] == "alias/rekey-test"
-    counts = lab.ep.counts()
-    assert counts["ssm:PutParameter"] == 2 and "ssm:DeleteParameter" not in counts, counts
-    assert not [a for a in counts if a.startswith("secretsmanager:")], counts
+        stored = json.loads(lab.ep.secretsmanager().get_secret_value(SecretId=f"rekey-test/{user}")["SecretString"])
+        assert stored["access_key_id"] == key_id
     # A reload instead of a restart: not a single connection gap, not a single refusal.
     assert totals["overall"]["gaps"] == 0 and totals["overall"]["auth_failures"] == 0, totals
 

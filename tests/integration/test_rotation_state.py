@@ -207,11 +207,15 @@ def test_state_info_returns_state_and_lock_per_user(endpoint):
     assert read["changed"] is False
     assert read["rotations"] == {
         busy: {"run_id": "run-1", "phase": "distributing", "old_key_id": OLD, "new_key_id": NEW, "updated": updated,
-               "lock": {"run_id": "run-1", "holder": "ctl-1 pid 7", "until": until, "expired": False}},
-        idle: {"run_id": None, "phase": None, "old_key_id": None, "new_key_id": None, "updated": None, "lock": None},
+               "lock": {"run_id": "run-1", "holder": "ctl-1 pid 7", "until": until, "expired": False},
+               "tag_keys": ["rekey:lock-holder", "rekey:lock-run", "rekey:lock-until", "rekey:new", "rekey:old",
+                            "rekey:phase", "rekey:run", "rekey:updated"]},
+        idle: {"run_id": None, "phase": None, "old_key_id": None, "new_key_id": None, "updated": None, "lock": None,
+               "tag_keys": ["team"]},
         stale: {"run_id": None, "phase": None, "old_key_id": None, "new_key_id": None, "updated": None,
                 "lock": {"run_id": "run-0", "holder": "ctl-9 pid 1", "until": "2020-01-01T00:00:00+00:00",
-                         "expired": True}},
+                         "expired": True},
+                "tag_keys": ["rekey:lock-holder", "rekey:lock-run", "rekey:lock-until"]},
     }
     assert list(read["rotations"]) == sorted([busy, idle, stale])
     assert run.task("read in check mode")["result"]["rotations"][busy] == read["rotations"][busy]
