@@ -4,7 +4,9 @@
 
 """rekey.aws.rotation_update: fold what a step of the rotation did into the plan, on the
 controller, and say what the next steps do. The decisions are module_utils/_progress's; this
-reads the task's inputs (and, after the rollout, each host's outcome). No AWS call, no write."""
+reads the task's inputs and what the hosts' own plays left in their host variables (the checks
+before any write, each host's outcome after the rollout, the re-checks without the old keys).
+No AWS call, no write."""
 
 import datetime
 
@@ -12,7 +14,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.rekey.aws.plugins.module_utils import _progress
 
-EVENTS = ("verified", "distributing", "gathered", "idle_checked", "deactivated", "rechecked", "retired", "retire_failing",
+EVENTS = ("prechecked", "verified", "distributing", "gathered", "idle_checked", "deactivated", "rechecked", "retired", "retire_failing",
           "retire_failed", "put_back", "rolled_back")
 ARGUMENT_SPEC = {
     "event": {"type": "str", "choices": list(EVENTS), "required": True},
@@ -39,13 +41,15 @@ class ActionModule(ActionBase):
         dummy, a = self.validate_argument_spec(ARGUMENT_SPEC)
         plan, event = a["plan"], a["event"]
         now = datetime.datetime.now(datetime.timezone.utc)
+        hostvars = task_vars["hostvars"]
         try:
-            if event == "verified":
+            if event == "prechecked":
+                plan, todo = _progress.prechecked(plan, self._host_results(hostvars, plan["targets"], "_rotate_precheck"))
+            elif event == "verified":
                 plan, todo = _progress.verified(plan, a["verifying"], a["results"])
             elif event == "distributing":
                 plan, todo = _progress.distributing(plan, a["verifying"])
             elif event == "gathered":
-                hostvars = task_vars["hostvars"]
                 outcomes = dict((h, hostvars[h].get("_rotate_host_outcome")) for h in plan["targets"] if h in hostvars)
                 plan, todo = _progress.gathered(plan, outcomes, a["prepare_failure"], now)
             elif event == "idle_checked":
@@ -53,7 +57,9 @@ class ActionModule(ActionBase):
             elif event == "deactivated":
                 plan, todo = _progress.deactivated(plan, now)
             elif event == "rechecked":
-                plan, todo = _progress.rechecked(plan, _progress.from_rechecks(a["registered"]), a["retire"])
+                expected = _progress.rechecks(plan)
+                failures = _progress.host_check_failures(expected, self._host_results(hostvars, expected, "_rotate_recheck"))
+                plan, todo = _progress.rechecked(plan, failures, a["retire"])
             elif event == "retired":
                 plan, todo = _progress.retired(plan)
             elif event == "retire_failing":
@@ -68,3 +74,8 @@ class ActionModule(ActionBase):
         except _progress.ProgressError as error:
             return dict(result, failed=True, msg=str(error), changed=False)
         return dict(result, plan=plan, todo=todo, changed=False)
+
+    @staticmethod
+    def _host_results(hostvars, hosts, name):
+        """{host: the result it registered as name in its own play, or None}."""
+        return dict((h, hostvars[h].get(name) if h in hostvars else None) for h in hosts)

@@ -82,8 +82,13 @@ def precheck_refusal(failures):
 
 def unreachable_failures(host, consumers, msg):
     """Every check of a host that could not be reached counts as failed."""
-    got = "host unreachable: " + truncate(str(msg).strip(), 200)
-    return [{"host": host, "consumer": c["name"], "iam_user": c.get("iam_user"), "check": "reach the host",
+    return unchecked_failures(host, consumers, "host unreachable: " + truncate(str(msg).strip(), 200), "reach the host")
+
+
+def unchecked_failures(host, consumers, got, check="run the checks"):
+    """Every check of these consumers counts as failed, for the reason got."""
+    got = truncate(str(got).strip(), 240)
+    return [{"host": host, "consumer": c["name"], "iam_user": c.get("iam_user"), "check": check,
              "got": got, "output": "%s %s: %s" % (host, c["name"], got)} for c in consumers]
 
 

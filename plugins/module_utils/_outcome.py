@@ -22,16 +22,6 @@ def _text(value):
     return "" if value is None else str(value)
 
 
-def unanswered_outcome(host, consumers, unreachable, msg):
-    """A host of the rollout that did not answer before the canary was touched (the rollout stops
-    before it): consumers are the names of its consumers in the rollout."""
-    what = "unreachable" if unreachable else "cannot run modules"
-    return {"status": "failed", "phase": "none", "consumers": consumers, "existed": {},
-            "failure": {"task": "%s before the rollout" % what,
-                        "msg": "%s: %s before the rollout, so no host was touched: %s"
-                               % (host, what, truncate(_text(msg).strip(), 300))}}
-
-
 def stop_rollout(outcomes):
     """True once a host of the rollout ended in anything but updated: the next batch stops."""
     return any(o and o["status"] != "updated" for o in outcomes.values())

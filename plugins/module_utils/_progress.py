@@ -8,7 +8,7 @@ plan (rekey.aws.rotation_update calls advance) and says what the next steps do. 
 _prepare's and _outcome's; this only orders them. Plain dicts in and out; no AWS call, never a
 secret."""
 
-from ansible_collections.rekey.aws.plugins.module_utils import _outcome, _plan, _prepare
+from ansible_collections.rekey.aws.plugins.module_utils import _host_rollout, _outcome, _plan, _prepare
 from ansible_collections.rekey.aws.plugins.module_utils._keys import iso
 
 
@@ -67,9 +67,52 @@ def idle_checked(plan, keys_after):
 
 
 def deactivated(plan, now):
-    """Once the old keys not in use are deactivated (at now)."""
+    """Once the old keys not in use are deactivated (at now): the consumers each host re-checks."""
     update = _outcome.deactivated(plan["retiring"], plan["in_use"], iso(now))
-    return dict(plan, users=_outcome.merge(plan["users"], update)), {}
+    plan = dict(plan, users=_outcome.merge(plan["users"], update))
+    return plan, {"rechecks": rechecks(plan)}
+
+
+def rechecks(plan):
+    """{host: consumers} to re-check without the old keys: those of the users deactivated."""
+    off = [u for u, p in plan["users"].items() if p.get("phase") == "old_deactivated"]
+    return by_host([e for e in plan["entries"] if e["iam_user"] in off])
+
+
+def by_host(entries):
+    out = {}
+    for e in entries:
+        out.setdefault(e["host"], []).append(e)
+    return out
+
+
+def host_check_failures(expected, results):
+    """Every failed check of the hosts that ran consumer_rollout (prechecked or checked) in a play of
+    their own. expected: {host: consumers it had to check}; results: {host: its registered result,
+    or None}. A host with no result, or a result without checks (unreachable, an error), fails every
+    check it had to run."""
+    out = []
+    for host, consumers in expected.items():
+        result = results.get(host)
+        if result is None or result.get("skipped"):
+            out.extend(_host_rollout.unchecked_failures(host, consumers, "did not run its checks"))
+        elif "health_failures" in result:
+            out.extend(result["health_failures"])
+        elif result.get("unreachable"):
+            out.extend(_host_rollout.unreachable_failures(host, consumers, result.get("msg", "")))
+        else:
+            out.extend(_host_rollout.unchecked_failures(host, consumers, result.get("msg") or "failed"))
+    return out
+
+
+def prechecked(plan, results):
+    """Before any write: every consumer of every host of the rollout is healthy on the key in use
+    now, or the run is refused (ProgressError) naming each failed check."""
+    expected = dict((h, [e for e in plan["entries"] if e["host"] == h]) for h in plan["targets"])
+    refusal = _host_rollout.precheck_refusal(host_check_failures(expected, results))
+    if refusal:
+        raise ProgressError(refusal)
+    return plan, {}
 
 
 def rechecked(plan, health_failures, retire):
@@ -163,10 +206,3 @@ def from_deleted(registered):
     return [r["item"]["user_name"] for r in _loop_results(registered) if not r.get("failed", False)]
 
 
-def from_rechecks(registered):
-    """Every failed check of a loop of consumer_rollout state=checked over hosts (an unreachable
-    host's checks are failed checks; that loop fails outright on anything else)."""
-    out = []
-    for r in _loop_results(registered):
-        out.extend(r.get("health_failures", []))
-    return out

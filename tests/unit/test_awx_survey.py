@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SURVEY = json.loads((ROOT / "docs" / "awx-survey.json").read_text())
 SPECS = yaml.safe_load((ROOT / "roles" / "rotate" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
 # The variables of the role's three entry points (the playbook runs all three).
-OPTIONS = dict(item for entry in ("prepare", "distribute", "finish") for item in SPECS[entry]["options"].items())
+OPTIONS = dict(item for spec in SPECS.values() for item in spec.get("options", {}).items())
 QUESTIONS = SURVEY["spec"]
 
 

@@ -36,14 +36,6 @@ def test_rollout_stops_once_a_host_is_not_updated(statuses, stop):
     assert _outcome.stop_rollout(outcomes) is stop
 
 
-def test_host_that_did_not_answer_before_the_rollout():
-    assert _outcome.unanswered_outcome("web2", ["app"], True, "  ssh: connect refused \n") == {
-        "status": "failed", "phase": "none", "consumers": ["app"], "existed": {},
-        "failure": {"task": "unreachable before the rollout",
-                    "msg": "web2: unreachable before the rollout, so no host was touched: ssh: connect refused"}}
-    assert _outcome.unanswered_outcome("web2", [], False, "x")["failure"]["task"] == "cannot run modules before the rollout"
-
-
 def test_gather_and_rollout_ok():
     outcomes = _outcome.gather(["web1", "web2"], {"web1": {"status": "updated", "phase": "checked", "failure": {}}})
     assert outcomes["web2"] == {"status": "not_reached", "phase": "none", "failure": {}}

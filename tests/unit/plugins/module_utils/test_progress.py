@@ -82,14 +82,57 @@ def deactivated(*users):
     return p
 
 
+def test_deactivated_says_which_consumers_each_host_re_checks():
+    entries = [{"host": "web1", "name": "app", "iam_user": "app"}, {"host": "web2", "name": "app", "iam_user": "app"},
+               {"host": "web2", "name": "kept", "iam_user": "kept"}, {"host": "web3", "name": "ops", "iam_user": "ops"}]
+    kept_old = "AKIAKEPT000000000000"
+    used = {"user_name": "kept", "access_key_id": kept_old, "last_used_date": "2024-05-31T12:00:05+00:00",
+            "last_used_service": "s3", "last_used_region": "eu-west-1"}
+    p, _todo = _progress.gathered(plan(user(), user("kept", old_key_id=kept_old), user("ops", "retire", old_key_id=OTHER), entries=entries,
+                                       targets=["web1", "web2"]), {"web1": UPDATED, "web2": UPDATED}, {}, NOW)
+    p, _todo = _progress.idle_checked(p, [used])
+    p, todo = _progress.deactivated(p, NOW)
+    assert todo["rechecks"] == {"web1": [entries[0]], "web2": [entries[1]], "web3": [entries[3]]}
+    assert todo["rechecks"] == _progress.rechecks(p)
+
+
+APP = {"host": "web1", "name": "app", "iam_user": "app"}
+FAILED_CHECK = {"host": "web1", "consumer": "app", "iam_user": "app", "check": "GET u", "got": "HTTP 403",
+                "output": "web1 app: HTTP 403"}
+
+
+@pytest.mark.parametrize("result, got", [
+    ({"health_failures": []}, None),
+    ({"health_failures": [FAILED_CHECK], "failed": True, "msg": "Nothing was changed. ..."}, "HTTP 403"),
+    # The play never reached the host, or its task was skipped: it proved nothing.
+    (None, "did not run its checks"),
+    ({"skipped": True}, "did not run its checks"),
+    ({"unreachable": True, "msg": " ssh: connect refused \n"}, "host unreachable: ssh: connect refused"),
+    ({"failed": True, "msg": "become password required"}, "become password required"),
+])
+def test_a_host_that_ran_no_check_fails_every_check_it_had(result, got):
+    failures = _progress.host_check_failures({"web1": [APP]}, {"web1": result})
+    assert [f["got"] for f in failures] == ([got] if got else [])
+    assert all(f["iam_user"] == "app" and f["output"].startswith("web1 app") for f in failures)
+
+
+def test_prechecked_refuses_naming_every_failed_check_of_every_host_of_the_rollout():
+    p = plan(user())
+    assert _progress.prechecked(p, {"web1": {"health_failures": []}, "web2": {"health_failures": []}}) == (p, {})
+    with pytest.raises(_progress.ProgressError) as refused:
+        _progress.prechecked(p, {"web1": {"health_failures": [FAILED_CHECK]}})
+    assert str(refused.value).startswith("Nothing was changed.")
+    assert "web1 app: HTTP 403" in str(refused.value) and "web2 app: did not run its checks" in str(refused.value)
+    # Hosts that receive no key are not checked.
+    assert _progress.prechecked(dict(p, targets=["web1"]), {"web1": {"health_failures": []}}) == (dict(p, targets=["web1"]), {})
+
+
 @pytest.mark.parametrize("retire", ["delete", "deactivate"])
 def test_rechecked_reactivates_users_with_a_failed_check_and_retires_the_others(retire):
     failing = {"host": "web2", "consumer": "billing", "iam_user": "billing", "check": "GET u", "got": "HTTP 403",
                "output": "web2 billing: refused"}
     p = deactivated(user(), user("billing"))
-    registered = {"results": [{"item": "web1", "health_failures": []}, {"item": "web2", "health_failures": [failing]},
-                              {"item": "web3", "skipped": True}]}
-    p, todo = _progress.rechecked(p, _progress.from_rechecks(registered), retire)
+    p, todo = _progress.rechecked(p, [failing], retire)
     assert p["users"]["app"]["old_key_checked"] is True and "old_key_checked" not in p["users"]["billing"]
     assert [r["user_name"] for r in todo["reactivate"]] == ["billing"]
     assert [(r["user_name"], r["phase"]) for r in todo["back"]] == [("billing", "distributed")]
