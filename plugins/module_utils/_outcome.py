@@ -11,7 +11,6 @@ rollback incomplete), with the phase each reached (one of _rotation.PHASES).
 Results of Ansible tasks come in as the plain dicts they register (item, failed, unreachable,
 status, msg, ...). Dates are passed in; no clock is read. No AWS call, no boto3 import."""
 
-from ansible_collections.rekey.aws.plugins.module_utils._coerce import truncate
 from ansible_collections.rekey.aws.plugins.module_utils._keys import utc
 
 HOST_STATUSES = ("started", "updated", "failed", "rolled_back", "rollback_failed", "not_reached")

@@ -204,5 +204,3 @@ def from_put_back(registered):
 def from_deleted(registered):
     """The users whose key a loop of access_key state=absent over records deleted."""
     return [r["item"]["user_name"] for r in _loop_results(registered) if not r.get("failed", False)]
-
-

@@ -4,7 +4,7 @@ import pytest
 
 from rotation_fixtures import NOW, OLD, NEW, KILLED_RUN, consumer
 
-from ansible_collections.rekey.aws.plugins.module_utils import _outcome, _prepare
+from ansible_collections.rekey.aws.plugins.module_utils import _coerce, _outcome, _prepare
 from ansible_collections.rekey.aws.plugins.module_utils._keys import iso
 
 CUTOVER = "2024-05-31T12:00:00+00:00"
@@ -50,7 +50,7 @@ def test_gather_and_rollout_ok():
     ("x" * 30, 10, "x" * 7 + "..."),
 ])
 def test_truncate_as_jinja(text, length, out):
-    assert _outcome.truncate(text, length) == out
+    assert _coerce.truncate(text, length) == out
 
 
 # ---- users after finish ----
