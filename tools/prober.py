@@ -28,6 +28,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
+# A probe unanswered this long counts as a gap. A restart refuses the connection at once, whatever
+# the timeout; on a loaded 2-core machine a healthy app can take more than 1 s to answer.
+PROBE_TIMEOUT_S = 3.0
+
 GAP_ERRORS = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
               socket.timeout, TimeoutError, http.client.RemoteDisconnected)
 
@@ -113,7 +117,7 @@ class HostStats:
 class Prober:
     """Threads that probe each URL every `interval` seconds until stop()."""
 
-    def __init__(self, urls: dict[str, str] | list[str], *, interval: float = 0.1, timeout: float = 1.0,
+    def __init__(self, urls: dict[str, str] | list[str], *, interval: float = 0.1, timeout: float = PROBE_TIMEOUT_S,
                  timeline: str | Path | None = None):
         if isinstance(urls, (list, tuple)):
             urls = {urllib.parse.urlsplit(u).netloc: u for u in urls}
@@ -218,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--fleet", metavar="DIR", help="probe every host of the fleet in DIR (fleet.json)")
     src.add_argument("--url", action="append", metavar="NAME=URL", help="a health URL to probe (repeatable)")
     p.add_argument("--interval", type=float, default=0.1, help="seconds between probes of one host (0.1)")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds before a probe counts as a gap (1.0)")
+    p.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S,
+                   help=f"seconds before a probe counts as a gap ({PROBE_TIMEOUT_S})")
     p.add_argument("--timeline", metavar="FILE", help="append every probe as a JSON line")
     p.add_argument("--totals", metavar="FILE", help="write the totals JSON here on exit")
     p.add_argument("--max-seconds", type=float, help="stop after this long")
