@@ -14,12 +14,16 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.rekey.aws.plugins.module_utils import _progress
 
-EVENTS = ("prechecked", "verified", "distributing", "gathered", "idle_checked", "deactivated", "rechecked", "retired", "retire_failing",
+EVENTS = ("prechecked", "created", "recorded", "discarded", "verified", "distributing", "gathered", "idle_checked", "deactivated", "rechecked", "retired", "retire_failing",
           "retire_failed", "put_back", "rolled_back")
 ARGUMENT_SPEC = {
     "event": {"type": "str", "choices": list(EVENTS), "required": True},
     "plan": {"type": "dict", "required": True},
     "verifying": {"type": "list", "elements": "str", "default": []},
+    "created": {"type": "list", "elements": "dict", "default": []},
+    "stored": {"type": "list", "elements": "dict", "default": []},
+    "todo": {"type": "dict", "default": {}},
+    "users": {"type": "list", "elements": "str", "default": []},
     "results": {"type": "list", "elements": "dict", "default": []},
     "prepare_failure": {"type": "dict", "default": {}},
     "keys_after": {"type": "list", "elements": "dict", "default": []},
@@ -45,6 +49,12 @@ class ActionModule(ActionBase):
         try:
             if event == "prechecked":
                 plan, todo = _progress.prechecked(plan, self._host_results(hostvars, plan["targets"], "_rotate_precheck"))
+            elif event == "created":
+                plan, todo = _progress.created(plan, _progress.from_created(a["created"]), _progress.from_stored(a["stored"]))
+            elif event == "recorded":
+                plan, todo = _progress.recorded(plan, a["todo"], a["registered"])
+            elif event == "discarded":
+                plan, todo = _progress.discarded(plan, a["users"])
             elif event == "verified":
                 plan, todo = _progress.verified(plan, a["verifying"], a["results"])
             elif event == "distributing":

@@ -27,6 +27,46 @@ def _due(users, names):
     return [u for u in names if u in due]
 
 
+def created(plan, created_results, stored_results):
+    """After creating every new key and storing each secret. created_results: per user, user_name,
+    failed, created, msg and access_key_id; stored_results: per user created, user_name, failed and
+    msg (never a secret). Each user's new key id; the users whose stored key is recorded next
+    (phase distributing); the keys created but not stored (deleted next); every problem."""
+    stored_by = dict((s["user_name"], s) for s in stored_results)
+    update, records, discard, problems = {}, [], [], []
+    for c in created_results:
+        u = c["user_name"]
+        update[u] = _prepare.created(c)
+        problem = _prepare.create_problem(u, c, None, stored_by.get(u))
+        if problem:
+            problems.append(problem)
+        if update[u]["new_key_id"]:
+            (discard if problem else records).append(u)
+    users = _outcome.merge(plan["users"], update)
+    return dict(plan, users=users), {"records": _records(users, records, "distributing"),
+                                     "discard": _records(users, discard), "problems": problems}
+
+
+def recorded(plan, created_todo, recording):
+    """After recording the stored keys (recording: what rotation_lock returned, skipped when there
+    was nothing to record): the keys to delete and every problem. A failed record deletes each
+    recorded key too: a resume could not tell it from a killed run's."""
+    discard, problems = list(created_todo["discard"]), list(created_todo["problems"])
+    if recording.get("failed"):
+        msg = recording.get("msg") or "rotation_lock failed"
+        discard.extend(_records(plan["users"], [r["user_name"] for r in created_todo["records"]]))
+        for r in created_todo["records"]:
+            problems.append(_prepare.create_problem(r["user_name"], {"created": True, "access_key_id": r["new_key_id"]},
+                                                    {"failed": True, "msg": msg}, None))
+    return plan, {"discard": discard, "problems": problems}
+
+
+def discarded(plan, names):
+    """The new keys of these users were deleted before any host could get them."""
+    users = plan["users"]
+    return dict(plan, users=_outcome.merge(users, dict((u, _prepare.new_key_lost(users[u])) for u in names))), {}
+
+
 def verified(plan, verifying, results):
     """The new keys authenticated: each user at key_verified; the store must hold exactly them."""
     problem = _prepare.store_mismatch(results, plan["users"], verifying)
@@ -187,6 +227,20 @@ def rolled_back(plan, gone):
 
 def _loop_results(registered):
     return [r for r in (registered or {}).get("results", []) if not r.get("skipped")]
+
+
+def from_created(results):
+    """What a loop of access_key state=present over the plan's creates returned, per user (the
+    caller passes no secret: the loop's results without secret_access_key)."""
+    return [{"user_name": r["item"]["user_name"], "failed": r.get("failed", False), "created": r.get("created", False),
+             "msg": r.get("msg", ""), "access_key_id": (r.get("access_key") or {}).get("access_key_id")}
+            for r in results if not r.get("skipped")]
+
+
+def from_stored(results):
+    """What a loop of key_store over the created keys returned, per user."""
+    return [{"user_name": r["item"]["user_name"], "failed": r.get("failed", False), "msg": r.get("msg", "")}
+            for r in results if not r.get("skipped")]
 
 
 def from_reactivations(registered):

@@ -193,3 +193,44 @@ def test_a_resumed_rotation_keeps_its_new_key_after_a_failed_rollout():
     assert todo["discard"] == []
     p, _todo = _progress.rolled_back(p, [])
     assert p["users"]["app"]["result"] == "rollback_incomplete" and KILLED_RUN in p["users"]["app"]["message"]
+
+
+def creating(*names):
+    return plan(*[user(n, phase="planned", new_key_id=None, target_key_id=None) for n in names])
+
+
+def made(name, key_id):
+    return {"item": {"user_name": name}, "changed": True, "created": True, "access_key": {"access_key_id": key_id}}
+
+
+@pytest.mark.parametrize("created, stored, recording, records, discard, problem", [
+    ([made("app", NEW)], [{"item": {"user_name": "app"}, "changed": True}], {"changed": True}, ["app"], [], None),
+    # IAM refused one user: the other goes on; the run stops after deleting what must go.
+    ([made("app", NEW), {"item": {"user_name": "b"}, "failed": True, "msg": "LimitExceeded"}],
+     [{"item": {"user_name": "app"}}, {"item": {"user_name": "b"}, "skipped": True}], {}, ["app"], [],
+     "IAM user b: LimitExceeded"),
+    # Not stored: the key is deleted, never recorded.
+    ([made("app", NEW)], [{"item": {"user_name": "app"}, "failed": True, "msg": "vault: permission denied"}],
+     {"skipped": True}, [], ["app"], "IAM user app: vault: permission denied"),
+    # Stored but not recorded: deleted too (a resume could not tell it from a killed run's).
+    ([made("app", NEW)], [{"item": {"user_name": "app"}}], {"failed": True, "msg": "Throttling"}, ["app"], ["app"],
+     "IAM user app: recording the new key %s failed: Throttling" % NEW),
+    # Another key appeared meanwhile: not created, nothing to delete.
+    ([{"item": {"user_name": "app"}, "created": False, "access_key": {"access_key_id": OTHER}}], [], {"skipped": True},
+     [], [], "IAM user app: an Active key younger than the old one appeared (%s): another run may be rotating app" % OTHER),
+], ids=["stored", "one_create_failed", "store_failed", "record_failed", "not_created"])
+def test_created_and_recorded_decide_what_is_recorded_and_what_is_deleted(created, stored, recording, records, discard,
+                                                                         problem):
+    p, todo = _progress.created(creating("app", "b"), _progress.from_created(created), _progress.from_stored(stored))
+    assert [(r["user_name"], r["phase"], r["new_key_id"]) for r in todo["records"]] == [(u, "distributing", NEW)
+                                                                                       for u in records]
+    p, lost = _progress.recorded(p, todo, recording)
+    assert [r["user_name"] for r in lost["discard"]] == discard
+    assert lost["problems"] == ([problem] if problem else [])
+    for u in records:
+        assert (p["users"][u]["new_key_id"], p["users"][u]["phase"]) == (NEW, "key_created")
+    p, _todo = _progress.discarded(p, discard)
+    for u in discard:
+        assert (p["users"][u]["new_key_id"], p["users"][u]["deleted_key_id"], p["users"][u]["phase"]) == (
+            None, NEW, "rolled_back")
+    assert "secret_access_key" not in str(p)
