@@ -14,8 +14,8 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.rekey.aws.plugins.module_utils import _progress
 
-EVENTS = ("prechecked", "created", "recorded", "discarded", "verified", "distributing", "gathered", "idle_checked", "deactivated", "rechecked", "retired", "retire_failing",
-          "retire_failed", "put_back", "rolled_back")
+EVENTS = ("prechecked", "created", "recorded", "discarded", "verified", "distributing", "gathered", "idle_checked",
+          "deactivated", "rechecked", "retired", "retire_failing", "retire_failed", "put_back", "rolled_back")
 ARGUMENT_SPEC = {
     "event": {"type": "str", "choices": list(EVENTS), "required": True},
     "plan": {"type": "dict", "required": True},

@@ -219,11 +219,11 @@ def made(name, key_id):
     ([{"item": {"user_name": "app"}, "created": False, "access_key": {"access_key_id": OTHER}}], [], {"skipped": True},
      [], [], "IAM user app: an Active key younger than the old one appeared (%s): another run may be rotating app" % OTHER),
 ], ids=["stored", "one_create_failed", "store_failed", "record_failed", "not_created"])
-def test_created_and_recorded_decide_what_is_recorded_and_what_is_deleted(created, stored, recording, records, discard,
-                                                                         problem):
+def test_created_and_recorded_decide_what_is_recorded_and_what_is_deleted(
+        created, stored, recording, records, discard, problem):
     p, todo = _progress.created(creating("app", "b"), _progress.from_created(created), _progress.from_stored(stored))
-    assert [(r["user_name"], r["phase"], r["new_key_id"]) for r in todo["records"]] == [(u, "distributing", NEW)
-                                                                                       for u in records]
+    wanted = [(u, "distributing", NEW) for u in records]
+    assert [(r["user_name"], r["phase"], r["new_key_id"]) for r in todo["records"]] == wanted
     p, lost = _progress.recorded(p, todo, recording)
     assert [r["user_name"] for r in lost["discard"]] == discard
     assert lost["problems"] == ([problem] if problem else [])
