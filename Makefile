@@ -100,8 +100,8 @@ molecule: deps venv
 bench: deps venv $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_rotation.py
 
-## bench-200: the same on 200 hosts (BENCH_200_FORKS=5,25 for both; not yet measured: expect
-##            more than 15 minutes), merged with demo-out/bench.json into demo-out/bench-200.json and .png
+## bench-200: the same on 200 hosts (BENCH_200_FORKS=5,25 for both; about 23 minutes at forks 25
+##            on 2 cores), merged with demo-out/bench.json into demo-out/bench-200.json and .png
 BENCH_200_FORKS ?= 25
 bench-200: deps venv $(VENV)/.bench-installed
 	$(BIN)/python bench/bench_rotation.py --hosts 200 --forks $(BENCH_200_FORKS) --many-users 0 \
