@@ -148,7 +148,7 @@ def host_check_failures(expected, results):
 def prechecked(plan, results):
     """Before any write: every consumer of every host of the rollout is healthy on the key in use
     now, or the run is refused (ProgressError) naming each failed check."""
-    expected = dict((h, [e for e in plan["entries"] if e["host"] == h]) for h in plan["targets"])
+    expected = by_host([e for e in plan["entries"] if e["host"] in plan["targets"]])
     refusal = _host_rollout.precheck_refusal(host_check_failures(expected, results))
     if refusal:
         raise ProgressError(refusal)
