@@ -290,20 +290,18 @@ def run(module, iam):
     return result
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argspec(
-            user_name={"type": "str", "required": True},
-            state={"type": "str", "default": "present", "choices": ["present", "absent", "active", "inactive"]},
-            id={"type": "str", "aliases": ["access_key_id"], "no_log": False},
-            max_age_days={"type": "int"},
-            read_keys={"type": "bool", "default": True},
-        ),
-        required_if=[("state", state, ["id"]) for state in ("absent", "active", "inactive")],
-        supports_check_mode=True,
-    )
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+ARGUMENT_SPEC = connection_argspec(
+    user_name={"type": "str", "required": True},
+    state={"type": "str", "default": "present", "choices": ["present", "absent", "active", "inactive"]},
+    id={"type": "str", "aliases": ["access_key_id"], "no_log": False},
+    max_age_days={"type": "int"},
+    read_keys={"type": "bool", "default": True},
+)
+CONSTRAINTS = {"required_if": [("state", state, ["id"]) for state in ("absent", "active", "inactive")]}
+
+
+def execute(module):
+    """The module's work on validated parameters (also run in-process by the action plugin)."""
     problem = option_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -311,7 +309,14 @@ def main():
         result = run(module, Iam.connect(module.params))
     except IamError as error:
         module.fail_json(msg=error.message, error_code=error.code, action=error.action)
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+    module.exit_json(**execute(module))
 
 
 if __name__ == "__main__":

@@ -182,21 +182,20 @@ def list_keys(iam, params):
     return sort_keys(keys)
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argspec(
-            user_name={"type": "str"},
-            user_names={"type": "list", "elements": "str"},
-            all_users={"type": "bool", "default": False},
-            min_age_days={"type": "int"},
-            status={"type": "str", "choices": ["Active", "Inactive"]},
-            last_used={"type": "str", "default": "all", "choices": ["all", "decisive"]},
-            access_key_ids={"type": "list", "elements": "str", "no_log": False},
-        ),
-        supports_check_mode=True,
-    )
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+ARGUMENT_SPEC = connection_argspec(
+    user_name={"type": "str"},
+    user_names={"type": "list", "elements": "str"},
+    all_users={"type": "bool", "default": False},
+    min_age_days={"type": "int"},
+    status={"type": "str", "choices": ["Active", "Inactive"]},
+    last_used={"type": "str", "default": "all", "choices": ["all", "decisive"]},
+    access_key_ids={"type": "list", "elements": "str", "no_log": False},
+)
+CONSTRAINTS = {}
+
+
+def execute(module):
+    """The module's work on validated parameters (also run in-process by the action plugin)."""
     problem = option_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -204,7 +203,14 @@ def main():
         keys = list_keys(Iam.connect(module.params), module.params)
     except IamError as error:
         module.fail_json(msg=error.message, error_code=error.code, action=error.action)
-    module.exit_json(changed=False, access_keys=keys)
+    return {"changed": False, "access_keys": keys}
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+    module.exit_json(**execute(module))
 
 
 if __name__ == "__main__":

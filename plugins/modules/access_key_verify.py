@@ -180,23 +180,22 @@ def verify(params):
     return results, failed
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argspec(
-            keys={"type": "list", "elements": "dict", "required": True, "no_log": False, "options": {
-                "access_key_id": {"type": "str", "required": True, "no_log": False},
-                "secret_access_key": {"type": "str", "required": True, "no_log": True},
-                "session_token": {"type": "str", "no_log": True},
-            }},
-            expect={"type": "str", "default": "authenticated", "choices": ["authenticated", "refused"]},
-            consecutive={"type": "int", "default": 3},
-            timeout={"type": "int", "default": 120},
-            interval={"type": "float", "default": 1.0},
-        ),
-        supports_check_mode=True,
-    )
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+ARGUMENT_SPEC = connection_argspec(
+    keys={"type": "list", "elements": "dict", "required": True, "no_log": False, "options": {
+        "access_key_id": {"type": "str", "required": True, "no_log": False},
+        "secret_access_key": {"type": "str", "required": True, "no_log": True},
+        "session_token": {"type": "str", "no_log": True},
+    }},
+    expect={"type": "str", "default": "authenticated", "choices": ["authenticated", "refused"]},
+    consecutive={"type": "int", "default": 3},
+    timeout={"type": "int", "default": 120},
+    interval={"type": "float", "default": 1.0},
+)
+CONSTRAINTS = {}
+
+
+def execute(module):
+    """The module's work on validated parameters (also run in-process by the action plugin)."""
     problem = option_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -206,7 +205,14 @@ def main():
         module.fail_json(msg=error.message, error_code=error.code, action=error.action)
     if failed:
         module.fail_json(msg=failure_message(module.params, failed), results=results)
-    module.exit_json(changed=False, results=results)
+    return {"changed": False, "results": results}
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+    module.exit_json(**execute(module))
 
 
 if __name__ == "__main__":

@@ -487,32 +487,30 @@ def run(module, iam, now):
     return result
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argspec(
-            user_names={"type": "list", "elements": "str", "required": True},
-            run_id={"type": "str", "required": True},
-            state={"type": "str", "default": "locked", "choices": ["locked", "unlocked"]},
-            holder={"type": "str"},
-            ttl_s={"type": "int", "default": 3600},
-            takeover={"type": "bool", "default": False},
-            known={"type": "dict"},
-            read_back={"type": "bool", "default": True},
-            held_until={"type": "str"},
-            record={"type": "list", "elements": "dict", "options": {
-                "user_name": {"type": "str", "required": True},
-                "phase": {"type": "str", "required": True},
-                "old_key_id": {"type": "str", "no_log": False},
-                "new_key_id": {"type": "str", "no_log": False},
-            }},
-            clear_state_of={"type": "list", "elements": "str", "default": []},
-            check_permissions={"type": "bool", "default": False},
-        ),
-        required_if=[("state", "locked", ["holder"])],
-        supports_check_mode=True,
-    )
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+ARGUMENT_SPEC = connection_argspec(
+    user_names={"type": "list", "elements": "str", "required": True},
+    run_id={"type": "str", "required": True},
+    state={"type": "str", "default": "locked", "choices": ["locked", "unlocked"]},
+    holder={"type": "str"},
+    ttl_s={"type": "int", "default": 3600},
+    takeover={"type": "bool", "default": False},
+    known={"type": "dict"},
+    read_back={"type": "bool", "default": True},
+    held_until={"type": "str"},
+    record={"type": "list", "elements": "dict", "options": {
+        "user_name": {"type": "str", "required": True},
+        "phase": {"type": "str", "required": True},
+        "old_key_id": {"type": "str", "no_log": False},
+        "new_key_id": {"type": "str", "no_log": False},
+    }},
+    clear_state_of={"type": "list", "elements": "str", "default": []},
+    check_permissions={"type": "bool", "default": False},
+)
+CONSTRAINTS = {"required_if": [("state", "locked", ["holder"])]}
+
+
+def execute(module):
+    """The module's work on validated parameters (also run in-process by the action plugin)."""
     problem = option_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -520,7 +518,14 @@ def main():
         result = run(module, Iam.connect(module.params), datetime.datetime.now(datetime.timezone.utc))
     except IamError as error:
         module.fail_json(msg=error.message, error_code=error.code, action=error.action)
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+    module.exit_json(**execute(module))
 
 
 if __name__ == "__main__":

@@ -236,22 +236,20 @@ def run(module, iam, now):
     return result
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argspec(
-            user_name={"type": "str", "required": True},
-            state={"type": "str", "default": "present", "choices": ["present", "absent"]},
-            run_id={"type": "str"},
-            phase={"type": "str", "choices": list(PHASES)},
-            old_key_id={"type": "str", "no_log": False},
-            new_key_id={"type": "str", "no_log": False},
-            read={"type": "bool", "default": True},
-        ),
-        required_if=[("state", "present", ["run_id", "phase"])],
-        supports_check_mode=True,
-    )
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+ARGUMENT_SPEC = connection_argspec(
+    user_name={"type": "str", "required": True},
+    state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+    run_id={"type": "str"},
+    phase={"type": "str", "choices": list(PHASES)},
+    old_key_id={"type": "str", "no_log": False},
+    new_key_id={"type": "str", "no_log": False},
+    read={"type": "bool", "default": True},
+)
+CONSTRAINTS = {"required_if": [("state", "present", ["run_id", "phase"])]}
+
+
+def execute(module):
+    """The module's work on validated parameters (also run in-process by the action plugin)."""
     problem = option_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -259,7 +257,14 @@ def main():
         result = run(module, Iam.connect(module.params), datetime.datetime.now(datetime.timezone.utc))
     except IamError as error:
         module.fail_json(msg=error.message, error_code=error.code, action=error.action)
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+    module.exit_json(**execute(module))
 
 
 if __name__ == "__main__":

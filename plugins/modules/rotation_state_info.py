@@ -135,15 +135,14 @@ def read(iam, users, now):
     return rotations
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argspec(
-            user_names={"type": "list", "elements": "str", "required": True},
-        ),
-        supports_check_mode=True,
-    )
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+ARGUMENT_SPEC = connection_argspec(
+    user_names={"type": "list", "elements": "str", "required": True},
+)
+CONSTRAINTS = {}
+
+
+def execute(module):
+    """The module's work on validated parameters (also run in-process by the action plugin)."""
     problem = user_names_problem(module.params["user_names"]) or connection_problem(module.params)
     if problem:
         module.fail_json(msg=problem)
@@ -152,7 +151,14 @@ def main():
                          datetime.datetime.now(datetime.timezone.utc))
     except IamError as error:
         module.fail_json(msg=error.message, error_code=error.code, action=error.action)
-    module.exit_json(changed=False, rotations=rotations)
+    return {"changed": False, "rotations": rotations}
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+    module.exit_json(**execute(module))
 
 
 if __name__ == "__main__":
