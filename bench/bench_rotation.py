@@ -10,9 +10,10 @@ an IAM user with a first key, N hosts whose demo apps run on it); then for each 
              no longer hold is deleted out of band, so that the next rotation starts from one key.
 Each run records its wall time and the peak PSS of the ansible-playbook process tree; a rotation
 also its phases and per-user verification times (the report), IAM calls by action, and the auth
-failures the prober saw. Then (--many-users 20) a lab of 20 hosts each holding its own user's
-key, with a propagation delay (--delay 8) on the endpoint: one run rotating one user, one run
-rotating all 20.
+failures the prober saw. Then (--many-users 20), with a propagation delay (--delay 8) on the
+endpoint: on a lab of 20 hosts each holding its own user's key, one run rotating one user (its one
+host), one run rotating all 20; and on a lab of 20 hosts that all hold one user's key, that user
+rotated: the same rollout of 20 hosts for one user, the baseline the 20 users are judged against.
 
 Prints the table, per-host slopes and the issue's goals as verdicts (bench/analysis.py); writes
 demo-out/bench.json, the chart demo-out/bench.png (matplotlib, requirements/bench.txt) and each
@@ -182,21 +183,35 @@ def measure_size(hosts: int, forks_list: list[int], logs: Path) -> list[dict]:
 
 
 def measure_many_users(users: int, delay: float, forks: int, logs: Path) -> dict:
-    """One user rotated, then all `users`, on a lab where host i holds user i's key, under a
-    propagation delay."""
-    directory = Path(tempfile.mkdtemp(prefix=f"rekey-bench-users-{users}-"))
+    """Under a propagation delay: on a lab where host i holds user i's key, one user rotated (its
+    one host), then all `users`; then, on a lab of as many hosts that all hold one user's key, that
+    user rotated (the same rollout of every host, for one user)."""
     result: dict = {"users": users, "delay_s": delay, "forks": forks}
+    directory = Path(tempfile.mkdtemp(prefix=f"rekey-bench-users-{users}-"))
     try:
         names = many_users.up(directory, users)
         Endpoint.from_state_file(directory / "endpoint.json").set_faults(propagation_delay_s=delay)
         result["one"] = rotate(directory, logs / f"users-1-of-{users}.log", forks,
                                extra={"rotate_users": names[:1]}, probe=False)
-        print(f"  1 user: {result['one']['wall_s']} s ({result['one']['message'][:200]})", flush=True)
+        print(f"  1 user on 1 host: {result['one']['wall_s']} s ({result['one']['message'][:200]})", flush=True)
         result["many"] = rotate(directory, logs / f"users-{users}.log", forks, probe=False)
-        print(f"  {users} users: {result['many']['wall_s']} s ({result['many']['message'][:200]})", flush=True)
+        print(f"  {users} users on {users} hosts: {result['many']['wall_s']} s ({result['many']['message'][:200]})",
+              flush=True)
     except Exception as exc:  # pylint: disable=broad-exception-caught  # recorded, and exit 2
         result.setdefault("one", {"ok": False})
         result["many"] = {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
+    finally:
+        lab.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=f"rekey-bench-fleet-{users}-"))
+    try:
+        lab.up(directory, users, USER)
+        Endpoint.from_state_file(directory / "endpoint.json").set_faults(propagation_delay_s=delay)
+        result["one_fleet"] = rotate(directory, logs / f"users-1-on-{users}-hosts.log", forks, probe=False)
+        print(f"  1 user on {users} hosts: {result['one_fleet']['wall_s']} s "
+              f"({result['one_fleet']['message'][:200]})", flush=True)
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # recorded, and exit 2
+        result["one_fleet"] = {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
     finally:
         lab.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
@@ -206,13 +221,15 @@ def measure_many_users(users: int, delay: float, forks: int, logs: Path) -> dict
 def print_many_users(many: dict) -> None:
     print(f"\n{many['users']} users held by {many['users']} hosts, propagation delay {many['delay_s']:g} s, "
           f"forks {many['forks']}:")
-    for label in ("one", "many"):
+    labels = {"one": "1 user on 1 host", "many": f"{many['users']} users on {many['users']} hosts",
+              "one_fleet": f"1 user on {many['users']} hosts"}
+    for label, title in labels.items():
         run = many.get(label, {})
         if not run.get("ok"):
-            print(f"  {label}: FAILED {run.get('message', '')}")
+            print(f"  {title}: FAILED {run.get('message', 'not run')}")
             continue
         verify = [v for v in run["verify_per_user_s"].values() if v is not None]
-        print(f"  {run['users']:>2} user(s): wall {run['wall_s']:g} s, phases {run['phases_s']}, "
+        print(f"  {title}: wall {run['wall_s']:g} s, phases {run['phases_s']}, "
               f"verification per user {min(verify):g}-{max(verify):g} s, "
               f"IAM calls {analysis.iam_total(run)} ({analysis.iam_per_user(run):g} per user)")
 

@@ -106,8 +106,7 @@ class Iam:
     @classmethod
     def connect(cls, params):
         try:
-            session = _connection.admin_session(params)
-            client = _connection.client(session, "iam", params, retries=params["retries"])
+            session, client = _connection.shared_client("iam", params, params["retries"])
         except _aws_errors() as exc:
             raise map_error(exc, "iam:connect") from None
         return cls(client, credentials=lambda: _connection.credential_source(params, session))

@@ -27,6 +27,10 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.rekey.aws.plugins.module_utils import _connection
 
+if _connection.HAS_BOTO3:
+    # Imported in ansible-playbook's own process, before it forks the workers that run the tasks.
+    _connection.read_service_data(("iam", "sts"))
+
 
 class ModuleFailed(Exception):
     """fail_json, raised: carries the module's failed result."""

@@ -68,7 +68,7 @@ def test_iam_budget_gates_the_exit_status():
 
 
 def test_iam_budget_is_per_user_in_the_many_users_run():
-    many = {"users": 20, "delay_s": 8, "one": rotation(wall=30),
+    many = {"users": 20, "delay_s": 8, "one": rotation(wall=30), "one_fleet": rotation(wall=40),
             "many": rotation(wall=50, users=20, iam={"iam:TagUser": 20 * 12})}
     verdicts = analysis.goal_verdicts([pair(1)], many)
     assert by_goal(verdicts, "IAM calls per rotated user")["holds"] is True
@@ -122,7 +122,9 @@ def test_timing_goals_hold():
 def test_a_failed_run_exits_2():
     pairs = [pair(1), pair(10, push_ok=False)]
     assert analysis.exit_status(pairs, analysis.goal_verdicts(pairs)) == 2
-    many = {"users": 20, "delay_s": 8, "one": rotation(), "many": {"ok": False}}
+    many = {"users": 20, "delay_s": 8, "one": rotation(), "many": {"ok": False}, "one_fleet": rotation()}
+    assert analysis.exit_status([pair(1)], analysis.goal_verdicts([pair(1)], many), many) == 2
+    many = {"users": 20, "delay_s": 8, "one": rotation(), "many": rotation(users=20), "one_fleet": {"ok": False}}
     assert analysis.exit_status([pair(1)], analysis.goal_verdicts([pair(1)], many), many) == 2
 
 
@@ -132,18 +134,23 @@ def test_a_failed_run_exits_2():
     (12.0, 140.0, 59.0, True, "once for all users"),   # 19 x 8 s > 128 s: the per-user creates, not waits
     (12.0, 170.0, 300.0, False, "per user"),
 ])
-def test_many_users(one_prepare, many_prepare, many_wall, holds, how):
-    many = {"users": 20, "delay_s": 8.0, "one": rotation(wall=30.0, prepare=one_prepare),
+def test_many_users_against_one_user_on_the_same_hosts(one_prepare, many_prepare, many_wall, holds, how):
+    # The one user on its one host is 10 s: the verdict does not use it, the detail shows it.
+    many = {"users": 20, "delay_s": 8.0, "one": rotation(wall=10.0, prepare=1.0),
+            "one_fleet": rotation(wall=30.0, prepare=one_prepare),
             "many": rotation(wall=many_wall, prepare=many_prepare, users=20)}
     verdict = analysis.many_users_verdict(many)
     assert verdict["holds"] is holds and not verdict["gates_exit"]
     assert f"propagation waited {how}" in verdict["detail"]
+    assert f"vs 30 s for 1 user on the same 20 hosts = {round(many_wall / 30, 2):g}" in verdict["detail"]
+    assert f"vs 10 s for 1 user on its 1 host: {round(many_wall / 10, 2):g}" in verdict["detail"]
     assert verdict["goal"] == "20 users with propagation delay: total <= 2 x one user's time"
 
 
 def test_many_users_not_measured():
     assert analysis.many_users_verdict(None)["holds"] is None
     assert analysis.many_users_verdict({"users": 20, "one": {"ok": False}, "many": {"ok": True}})["holds"] is None
+    assert analysis.many_users_verdict({"users": 20, "one": rotation(), "many": rotation(users=20)})["holds"] is None
 
 
 def test_prober_goal_only_at_200_hosts():

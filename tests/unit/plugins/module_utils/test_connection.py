@@ -117,3 +117,29 @@ def test_key_clients_hold_only_the_key_under_test(monkeypatch):
         "AKIATESTED0000000000", "tested-secret", None)
     assert sts.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
     assert sts.meta.endpoint_url == "http://127.0.0.1:9"
+
+
+def test_shared_client_is_made_once_per_connection_options(monkeypatch):
+    monkeypatch.setattr(_connection, "_SHARED", {})
+    p = params(access_key="AKIAADMIN00000000000", secret_key="admin-secret", endpoint_url="http://127.0.0.1:9")
+    session, client = _connection.shared_client("iam", p, p["retries"])
+    assert _connection.shared_client("iam", dict(p), p["retries"]) == (session, client)
+    assert client.meta.endpoint_url == "http://127.0.0.1:9"
+    others = [_connection.shared_client("iam", dict(p, secret_key="other-secret"), p["retries"]),
+              _connection.shared_client("iam", dict(p, region="eu-west-1"), p["retries"]),
+              _connection.shared_client("iam", p, 0),
+              _connection.shared_client("sts", p, p["retries"])]
+    assert len({id(c) for s, c in others} | {id(client)}) == 5
+    assert others[0][0].get_credentials().secret_key == "other-secret"
+
+
+def test_every_session_shares_one_reader_of_service_data():
+    _connection.read_service_data(("iam", "sts"))
+    loader = _connection._LOADER[0]
+    admin = _connection.admin_session(params(access_key="AKIAADMIN00000000000", secret_key="admin-secret"))
+    key = _connection.key_session("AKIAKEY0000000000000", "key-secret", None, "us-east-1")
+    assert admin._session.get_component("data_loader") is loader
+    assert key._session.get_component("data_loader") is loader
+    # The key session holds the key only, the admin session the admin's.
+    assert key.get_credentials().access_key == "AKIAKEY0000000000000"
+    assert admin.get_credentials().access_key == "AKIAADMIN00000000000"
