@@ -98,8 +98,10 @@ def up(directory: Path, hosts: int, user: str, kind: str = "supervisord") -> Non
         iam = endpoint.iam()
         iam.create_user(UserName=user)
         first = iam.create_access_key(UserName=user)["AccessKey"]
+        # 200 apps starting at once on 2 cores take longer than the fleet's default 30 s.
         fleet.up(hosts, endpoint_url=endpoint.endpoint_url,
-                 credentials={"access_key_id": first["AccessKeyId"], "secret_access_key": first["SecretAccessKey"]})
+                 credentials={"access_key_id": first["AccessKeyId"], "secret_access_key": first["SecretAccessKey"]},
+                 timeout=max(30.0, 0.5 * hosts))
         inventory = consumers_inventory(user, kind)
         inventory["all"]["vars"] = lab_vars(directory, endpoint)
         (directory / "consumers.yml").touch(mode=0o600)

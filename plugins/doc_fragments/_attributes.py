@@ -21,10 +21,16 @@ attributes:
       - This assumes that the system controlled/queried by the module has not changed in a relevant way.
 """
 
-    # Modules whose every AWS call runs on the controller in its action group
+    # Modules whose every AWS call runs on the controller, in ansible-playbook's process, in its action group
     ACTIONGROUP_AWS = r"""
 options: {}
 attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - All of it runs in ansible-playbook's own process on the controller, whatever host the task targets or is
+        delegated to, so boto3 must be importable by the Python that runs ansible-playbook.
   action_group:
     description: Use C(group/rekey.aws.aws) in C(module_defaults) to set defaults for this module.
     support: full

@@ -29,7 +29,12 @@ from ansible_collections.rekey.aws.plugins.module_utils import _connection
 
 if _connection.HAS_BOTO3:
     # Imported in ansible-playbook's own process, before it forks the workers that run the tasks.
-    _connection.read_service_data(("iam", "sts"))
+    try:
+        _connection.read_service_data(("iam", "sts"))
+    except Exception:  # pylint: disable=broad-exception-caught
+        # Only a head start (an AWS_PROFILE naming no profile, say): the task's own client
+        # reads the data, and reports what is wrong with the task's name on it.
+        pass
 
 
 class ModuleFailed(Exception):
