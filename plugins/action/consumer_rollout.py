@@ -19,12 +19,13 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.rekey.aws.plugins.module_utils import _aws_consumers as aws
 from ansible_collections.rekey.aws.plugins.module_utils import _dry_run as dry_run
 from ansible_collections.rekey.aws.plugins.module_utils import _host_rollout as rollout
+from ansible_collections.rekey.aws.plugins.module_utils import _progress
 from ansible_collections.rekey.aws.plugins.module_utils import _rollout
 
 ARGUMENT_SPEC = {
     "consumers": {"type": "list", "elements": "dict", "required": True},
-    "state": {"type": "str", "choices": ["updated", "restored", "reverted", "checked", "prechecked", "cleaned"],
-              "default": "updated"},
+    "state": {"type": "str", "default": "updated",
+              "choices": ["updated", "restored", "reverted", "checked", "prechecked", "cleaned", "rechecked"]},
     "store": {"type": "dict", "default": {}},
     "existed": {"type": "dict", "default": {}},
     "users": {"type": "dict", "required": True},
@@ -71,11 +72,13 @@ class ActionModule(ActionBase):
                 refusal = rollout.precheck_refusal(result["health_failures"])
                 if refusal:
                     result.update(failed=True, msg=refusal)
+            elif args["state"] == "rechecked":
+                # The same consumers the controller expects re-checks of (rotation_update rechecked).
+                rechecks = _progress.rechecks({"users": users, "entries": consumers}).get(self._host, [])
+                result["health_failures"] = self._health(rechecks, "target_key_id")
+                result.update(self._clean(consumers, users))
             else:
-                files, dummy = rollout.files_and_aws(consumers)
-                cleaned = self._module("rekey.aws.consumer_files", {
-                    "state": "cleaned", "consumers": rollout.with_cleanup(files, users)}) if files else {}
-                result.update(problems=rollout.file_problems(self._host, cleaned), changed=cleaned.get("changed", False))
+                result.update(self._clean(consumers, users))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
@@ -164,6 +167,12 @@ class ActionModule(ActionBase):
         if found.get("unreachable") or found.get("failed"):
             return rollout.unreachable_failures(self._host, consumers, found.get("msg", "failed"))
         return rollout.health_failures(self._host, consumers, found["results"])
+
+    def _clean(self, consumers, users):
+        files, dummy = rollout.files_and_aws(consumers)
+        cleaned = self._module("rekey.aws.consumer_files", {
+            "state": "cleaned", "consumers": rollout.with_cleanup(files, users)}) if files else {}
+        return {"problems": rollout.file_problems(self._host, cleaned), "changed": cleaned.get("changed", False)}
 
     def _restore(self, consumers, restore_aws=False):
         """Put the files back, apply those changed and those held in AWS, re-check on the old key:

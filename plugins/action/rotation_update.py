@@ -60,7 +60,8 @@ class ActionModule(ActionBase):
             elif event == "distributing":
                 plan, todo = _progress.distributing(plan, a["verifying"])
             elif event == "gathered":
-                outcomes = dict((h, hostvars[h].get("_rotate_host_outcome")) for h in plan["targets"] if h in hostvars)
+                rollouts = self._host_results(hostvars, plan["targets"], "_rotate_host_rollout")
+                outcomes = dict((h, (r or {}).get("outcome")) for h, r in rollouts.items())
                 plan, todo = _progress.gathered(plan, outcomes, a["prepare_failure"], now)
             elif event == "idle_checked":
                 plan, todo = _progress.idle_checked(plan, a["keys_after"])

@@ -32,12 +32,16 @@ description:
     new key either (a wrong URL or port, an app already down, an unreachable host). A consumer
     whose file does not exist yet is not checked.
   - With O(state=cleaned), removes the backups, which hold the old secret.
+  - With O(state=rechecked), after the old keys were deactivated, runs the health checks on the new
+    key of the consumers whose user's old key is deactivated (phase C(old_deactivated) in
+    O(users)), then removes the backups of every consumer, as O(state=cleaned) does. This is the
+    role's re-check, one task per host.
   - In check mode, O(state=updated) previews the host and changes nothing. It reads no secret (no
     new key exists yet), renders the templates and makes each file's would-be content with
     placeholders, and compares it on the host with the file there. RV(preview) says per consumer
     which file would be created or would change and what would be restarted, reloaded or run;
     with C(--diff) the diff shows both sides with every secret masked on the host. The other states
-    only read, so they run as they are (O(state=restored) and O(state=cleaned) report what they
+    only read, so they run as they are (O(state=restored), O(state=cleaned) and O(state=rechecked) report what they
     would change).
   - The secret is never in the result, a diff or a file left behind. The host needs no boto3.
 author:
@@ -71,7 +75,7 @@ options:
   state:
     description: What to do, see the description.
     type: str
-    choices: [updated, restored, reverted, checked, prechecked, cleaned]
+    choices: [updated, restored, reverted, checked, prechecked, cleaned, rechecked]
     default: updated
   store:
     description:
@@ -181,13 +185,15 @@ preview_lines:
   type: list
   elements: str
 problems:
-  description: With O(state=restored), O(state=reverted) or O(state=cleaned), what could not be done.
-  returned: when state is restored, reverted or cleaned
+  description: With O(state=restored), O(state=reverted), O(state=cleaned) or O(state=rechecked), what could not be done.
+  returned: when state is restored, reverted, cleaned or rechecked
   type: list
   elements: str
 health_failures:
-  description: With O(state=checked) or O(state=prechecked), the failed checks (host, consumer, iam_user, check, got, output).
-  returned: when state is checked or prechecked
+  description:
+    - With O(state=checked), O(state=prechecked) or O(state=rechecked), the failed checks (host, consumer, iam_user,
+      check, got, output).
+  returned: when state is checked, prechecked or rechecked
   type: list
   elements: dict
 """

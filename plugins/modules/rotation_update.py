@@ -15,7 +15,7 @@ description:
   - Takes the plan and what one step returned, and returns the plan after that step and what the
     next steps do (RV(todo)), for O(event) V(verified) (the new keys authenticate; fails when the
     store holds other keys), V(distributing), V(gathered) (the outcome of every host of the
-    rollout, read from its C(_rotate_host_outcome)), V(idle_checked) (old keys used after the
+    rollout, read from its C(_rotate_host_rollout.outcome)), V(idle_checked) (old keys used after the
     cutover stay Active), V(deactivated), V(rechecked) (reactivate the old key of users with a
     failed check, delete the others), V(retired), V(retire_failing) and V(retire_failed) (an
     unexpected error while retiring), V(put_back) and V(rolled_back) (a failed rollout).
