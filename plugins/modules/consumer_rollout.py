@@ -41,8 +41,8 @@ description:
     placeholders, and compares it on the host with the file there. RV(preview) says per consumer
     which file would be created or would change and what would be restarted, reloaded or run;
     with C(--diff) the diff shows both sides with every secret masked on the host. The other states
-    only read, so they run as they are (O(state=restored), O(state=cleaned) and O(state=rechecked) report what they
-    would change).
+    only read, so they run as they are (O(state=restored), O(state=cleaned) and O(state=rechecked)
+    report what they would change).
   - The secret is never in the result, a diff or a file left behind. The host needs no boto3.
 author:
   - rekey.aws contributors (@rekey)
