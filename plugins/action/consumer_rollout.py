@@ -30,6 +30,7 @@ ARGUMENT_SPEC = {
     "existed": {"type": "dict", "default": {}},
     "users": {"type": "dict", "required": True},
     "interval_s": {"type": "float", "default": 2},
+    "check_after": {"type": "float", "default": 0},
     "aws": {"type": "dict", "default": {}, "no_log": True},
 }
 WRITE, APPLY, HEALTH = "Write the new key", "Apply", "Check health on the new key"
@@ -73,10 +74,13 @@ class ActionModule(ActionBase):
                 if refusal:
                     result.update(failed=True, msg=refusal)
             elif args["state"] == "rechecked":
+                # The backups go while the deactivation propagates; the checks wait for check_after.
+                result.update(self._clean(consumers, users))
                 # The same consumers the controller expects re-checks of (rotation_update rechecked).
                 rechecks = _progress.rechecks({"users": users, "entries": consumers}).get(self._host, [])
+                if rechecks:
+                    time.sleep(max(0.0, args["check_after"] - time.time()))
                 result["health_failures"] = self._health(rechecks, "target_key_id")
-                result.update(self._clean(consumers, users))
             else:
                 result.update(self._clean(consumers, users))
         finally:

@@ -14,7 +14,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.rekey.aws.plugins.module_utils import _progress
 
-EVENTS = ("prechecked", "created", "recorded", "discarded", "verified", "distributing", "gathered", "idle_checked",
+EVENTS = ("prechecked", "created", "recorded", "discarded", "verified", "gathered", "idle_checked",
           "deactivated", "rechecked", "retired", "retire_failing", "retire_failed", "put_back", "rolled_back")
 ARGUMENT_SPEC = {
     "event": {"type": "str", "choices": list(EVENTS), "required": True},
@@ -32,6 +32,7 @@ ARGUMENT_SPEC = {
     "failed_task": {"type": "str", "default": ""},
     "failed_result": {"type": "dict", "default": {}},
     "held_in_aws": {"type": "list", "elements": "str", "default": []},
+    "settle_s": {"type": "float", "default": 0},
 }
 
 
@@ -56,8 +57,8 @@ class ActionModule(ActionBase):
             elif event == "discarded":
                 plan, todo = _progress.discarded(plan, a["users"])
             elif event == "verified":
+                # The next task adds the hosts to the rollout group; nothing is written in between.
                 plan, todo = _progress.verified(plan, a["verifying"], a["results"])
-            elif event == "distributing":
                 plan, todo = _progress.distributing(plan, a["verifying"])
             elif event == "gathered":
                 rollouts = self._host_results(hostvars, plan["targets"], "_rotate_host_rollout")
@@ -66,7 +67,7 @@ class ActionModule(ActionBase):
             elif event == "idle_checked":
                 plan, todo = _progress.idle_checked(plan, a["keys_after"])
             elif event == "deactivated":
-                plan, todo = _progress.deactivated(plan, now)
+                plan, todo = _progress.deactivated(plan, now, a["settle_s"])
             elif event == "rechecked":
                 expected = _progress.rechecks(plan)
                 failures = _progress.host_check_failures(expected, self._host_results(hostvars, expected, "_rotate_recheck"))

@@ -10,7 +10,7 @@ Plain dicts in and out; `now` is passed in. No AWS call, no boto3 import."""
 
 import datetime
 
-from ansible_collections.rekey.aws.plugins.module_utils import _resume, _rollout, _rotation
+from ansible_collections.rekey.aws.plugins.module_utils import _consumers, _resume, _rollout, _rotation
 from ansible_collections.rekey.aws.plugins.module_utils._coerce import flag, whole
 from ansible_collections.rekey.aws.plugins.module_utils._keys import MAX_KEYS_PER_USER, utc
 
@@ -235,8 +235,9 @@ def planned_writes(plan, retire="delete"):
 
 def decide(users, keys, recorded, store_holds, settings, now, hosts, all_hosts, hostvars, run_id):
     """The whole plan of a run, before its first write: the resume decision, the plan of every user,
-    the consumer entries and the hosts of the rollout. Returns {errors, users, entries, targets};
-    any error refuses the run.
+    the consumer entries and the hosts of the rollout. Returns {errors, users, entries, targets,
+    held_in_aws}, held_in_aws saying whether a consumer's key is held in SSM or Secrets Manager
+    (written from the controller before the canary); any error refuses the run.
 
     users: the selected users; keys: their keys (_keys.normalize_key shape, oldest first);
     recorded: {user: rotation_state_info entry}; store_holds: {user: whether the store holds the
@@ -252,7 +253,8 @@ def decide(users, keys, recorded, store_holds, settings, now, hosts, all_hosts, 
         planned["users"][user]["hosts"] = _rollout.unique_hosts(entries, [user])
     users_ = apply_resume(planned["users"], resumed["users"])
     kept, targets = _rollout.rollout(users_, entries)
-    return {"errors": errors + resumed["errors"], "users": users_, "entries": kept, "targets": targets}
+    return {"errors": errors + resumed["errors"], "users": users_, "entries": kept, "targets": targets,
+            "held_in_aws": any(_consumers.held_in_aws(e) for e in kept)}
 
 
 def foreign_lock_problems(users, recorded, takeover):

@@ -93,7 +93,7 @@ def gathered(plan, host_outcomes, prepare_failure, now):
     records = [dict(r, phase=_outcome.distributed_phase(users[r["user_name"]]))
                for r in _records(users, _plan.due_users(users))] if ok else []
     return dict(plan, outcomes=outcomes, rollout_ok=ok, retiring=retiring, cutover=iso(now), in_use={},
-                health_failures=[]), {"records": records}
+                health_failures=[], recheck_after=0), {"records": records}
 
 
 def idle_checked(plan, keys_after):
@@ -106,10 +106,12 @@ def idle_checked(plan, keys_after):
                                        "records": _records(users, _due(users, off), "old_deactivated")}
 
 
-def deactivated(plan, now):
-    """Once the old keys not in use are deactivated (at now): the consumers each host re-checks."""
+def deactivated(plan, now, settle_s):
+    """Once the old keys not in use are deactivated (at now): the consumers each host re-checks, and
+    when (recheck_after, seconds since the epoch): settle_s from now, once IAM has propagated the
+    deactivation."""
     update = _outcome.deactivated(plan["retiring"], plan["in_use"], iso(now))
-    plan = dict(plan, users=_outcome.merge(plan["users"], update))
+    plan = dict(plan, users=_outcome.merge(plan["users"], update), recheck_after=now.timestamp() + settle_s)
     return plan, {"rechecks": rechecks(plan)}
 
 

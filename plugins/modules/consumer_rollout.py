@@ -32,10 +32,10 @@ description:
     new key either (a wrong URL or port, an app already down, an unreachable host). A consumer
     whose file does not exist yet is not checked.
   - With O(state=cleaned), removes the backups, which hold the old secret.
-  - With O(state=rechecked), after the old keys were deactivated, runs the health checks on the new
-    key of the consumers whose user's old key is deactivated (phase C(old_deactivated) in
-    O(users)), then removes the backups of every consumer, as O(state=cleaned) does. This is the
-    role's re-check, one task per host.
+  - With O(state=rechecked), after the old keys were deactivated, removes the backups of every
+    consumer, as O(state=cleaned) does, then, not before O(check_after), runs the health checks on
+    the new key of the consumers whose user's old key is deactivated (phase C(old_deactivated) in
+    O(users)). This is the role's re-check, one task per host.
   - In check mode, O(state=updated) previews the host and changes nothing. It reads no secret (no
     new key exists yet), renders the templates and makes each file's would-be content with
     placeholders, and compares it on the host with the file there. RV(preview) says per consumer
@@ -100,6 +100,13 @@ options:
     description: Seconds between two tries of a failing health check.
     type: float
     default: 2
+  check_after:
+    description:
+      - With O(state=rechecked), when the health checks may start, in seconds since the epoch on the
+        controller's clock (the role passes the time the deactivation has propagated); the task
+        waits on the controller until then. V(0) or a time past does not wait.
+    type: float
+    default: 0
   aws:
     description:
       - The connection options of M(rekey.aws.consumer_aws) (the role's C(rotate_aws)). With

@@ -13,12 +13,16 @@ description:
   - Used by the role's prepare and finish phases, on the controller. Calls no AWS API and writes
     nothing.
   - Takes the plan and what one step returned, and returns the plan after that step and what the
-    next steps do (RV(todo)), for O(event) V(verified) (the new keys authenticate; fails when the
-    store holds other keys), V(distributing), V(gathered) (the outcome of every host of the
-    rollout, read from its C(_rotate_host_rollout.outcome)), V(idle_checked) (old keys used after the
-    cutover stay Active), V(deactivated), V(rechecked) (reactivate the old key of users with a
-    failed check, delete the others), V(retired), V(retire_failing) and V(retire_failed) (an
-    unexpected error while retiring), V(put_back) and V(rolled_back) (a failed rollout).
+    next steps do (RV(todo)), for O(event) V(prechecked) (refuses the run when a consumer's check
+    before any write failed), V(created) (the new keys created and stored), V(recorded) (the new
+    keys to delete, not stored or not recorded), V(discarded) (those keys deleted), V(verified) (the
+    new keys authenticate and are being distributed; fails when the store holds other keys),
+    V(gathered) (the outcome of every host of the rollout, read from its
+    C(_rotate_host_rollout.outcome)), V(idle_checked) (old keys used after the cutover stay Active),
+    V(deactivated), V(rechecked) (reactivate the old key of users with a failed re-check, read from
+    each host's C(_rotate_recheck), delete the others), V(retired), V(retire_failing) and
+    V(retire_failed) (an unexpected error while retiring), V(put_back) and V(rolled_back) (a failed
+    rollout).
 author:
   - rekey.aws contributors (@rekey)
 extends_documentation_fragment:
@@ -28,15 +32,34 @@ options:
   event:
     description: The step that ran, see the description.
     type: str
-    choices: [verified, distributing, gathered, idle_checked, deactivated, rechecked, retired, retire_failing,
-              retire_failed, put_back, rolled_back]
+    choices: [prechecked, created, recorded, discarded, verified, gathered, idle_checked, deactivated, rechecked,
+              retired, retire_failing, retire_failed, put_back, rolled_back]
     required: true
   plan:
     description: The plan, as M(rekey.aws.rotation_plan) or the previous event returned it.
     type: dict
     required: true
   verifying:
-    description: With V(verified) and V(distributing), the users whose new keys were verified.
+    description: With V(verified), the users whose new keys were verified.
+    type: list
+    elements: str
+    default: []
+  created:
+    description: With V(created), the results of the loop that created the new keys, without their secrets.
+    type: list
+    elements: dict
+    default: []
+  stored:
+    description: With V(created), the results of the loop that stored the new secrets (no secret in them).
+    type: list
+    elements: dict
+    default: []
+  todo:
+    description: With V(recorded), the RV(todo) the V(created) event returned.
+    type: dict
+    default: {}
+  users:
+    description: With V(discarded), the users whose new keys were deleted.
     type: list
     elements: str
     default: []
@@ -60,7 +83,7 @@ options:
     default: delete
   registered:
     description:
-      - What the step's loop registered - the re-checks with V(rechecked), the reactivations with
+      - What the step registered - the record of the new keys with V(recorded), the reactivations with
         V(retire_failed), the hosts put back with V(put_back), the deleted new keys with V(rolled_back).
     type: dict
     default: {}
@@ -72,6 +95,12 @@ options:
     type: list
     elements: str
     default: []
+  settle_s:
+    description:
+      - With V(deactivated), how long IAM takes to propagate the deactivation (the role's
+        C(rotate_deactivate_settle_s)); the plan's C(recheck_after) says when the re-checks may start.
+    type: float
+    default: 0
   failed_task:
     description: With V(retire_failed), the name of the task that failed.
     type: str
@@ -87,7 +116,6 @@ EXAMPLES = r"""
   rekey.aws.rotation_update:
     event: rechecked
     plan: "{{ plan }}"
-    registered: "{{ rechecks }}"
     retire: delete
   register: step
 """

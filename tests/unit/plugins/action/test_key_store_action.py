@@ -1,5 +1,5 @@
-"""rekey.aws.key_store's pure parts: option checks, the atomic 0600 write, and the argument spec
-against the module's DOCUMENTATION (ansible-test cannot compare them: the module file is docs only)."""
+"""rekey.aws.key_store's pure parts: option checks and the atomic 0600 write (its argument spec
+against the module's DOCUMENTATION: test_docs_only_actions.py)."""
 import os
 import stat
 import sys
@@ -12,30 +12,9 @@ from tests.support.ansible_run import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.rekey.aws.plugins.action import key_store as action  # noqa: E402
-from ansible_collections.rekey.aws.plugins.doc_fragments import _connection as connection_doc  # noqa: E402
 from ansible_collections.rekey.aws.plugins.modules import key_store as module  # noqa: E402
 
 KEY_ID = "AKIAUNITTEST00000000"
-
-
-def documented_options():
-    options = dict(yaml.safe_load(connection_doc.ModuleDocFragment.DOCUMENTATION)["options"])
-    options.update(yaml.safe_load(module.DOCUMENTATION)["options"])
-    return options
-
-
-def test_argument_spec_matches_documentation():
-    documented = documented_options()
-    spec = action.ARGUMENT_SPEC
-    assert sorted(spec) == sorted(documented)
-    for name, doc in documented.items():
-        arg = spec[name]
-        assert arg.get("type", "str") == doc.get("type", "str"), name
-        assert arg.get("default") == doc.get("default"), name
-        assert arg.get("choices") == doc.get("choices"), name
-        assert sorted(arg.get("aliases", [])) == sorted(doc.get("aliases", [])), name
-        assert bool(arg.get("required")) == bool(doc.get("required")), name
-        assert arg.get("elements") == doc.get("elements"), name
 
 
 @pytest.mark.parametrize("name", ["secret_access_key", "secret_key", "session_token"])

@@ -184,6 +184,22 @@ def test_decide_resumed_done_keeps_consumers_for_their_backups():
     assert _plan.locked_users(plan["users"]) == ["app"]
 
 
+@pytest.mark.parametrize("web1_app, web1_other, held", [
+    ({}, {}, False),
+    ({"format": "ssm_parameter", "parameter_name": "/app/key"}, {}, True),
+    ({"format": "secretsmanager_secret", "secret_name": "app/key"}, {}, True),
+    # billing is not rotated: its consumer held in AWS is not written.
+    ({}, {"format": "ssm_parameter", "parameter_name": "/billing/key"}, False),
+])
+def test_the_plan_says_whether_a_consumer_of_the_rotation_is_held_in_aws(web1_app, web1_other, held):
+    hostvars = dict(HOSTVARS, web1={"rotate_consumers": [consumer("app", **web1_app),
+                                                         consumer("other", user="billing", **web1_other)],
+                                    "inventory_dir": "/inv"})
+    plan = _plan.decide(["app", "billing"], [ACTIVE_OLD, key(OTHER, user="billing", age=5)], {}, {}, settings(), NOW,
+                        ["web1", "web2"], ["web1", "web2", "db1"], hostvars, RUN)
+    assert plan["errors"] == [] and plan["held_in_aws"] is held
+
+
 def test_host_work_is_the_hosts_consumers_being_distributed():
     plan = decide([ACTIVE_OLD, key(OTHER, user="billing", age=5)])
     users = dict(plan["users"])

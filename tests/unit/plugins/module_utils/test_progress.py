@@ -71,14 +71,14 @@ def test_an_old_key_used_after_the_cutover_is_not_deactivated():
     assert list(p["in_use"]) == ["app"] and "was used at 2024-05-31T12:00:05+00:00 by s3" in p["in_use"]["app"]
     assert [r["user_name"] for r in todo["deactivate"]] == ["ops"]
     assert todo["records"] == []  # a named key's retirement writes no state
-    p, _todo = _progress.deactivated(p, NOW)
+    p, _todo = _progress.deactivated(p, NOW, 15)
     assert (p["users"]["app"]["result"], p["users"]["app"]["phase"]) == ("old_key_in_use", "distributed")
     assert p["users"]["ops"]["phase"] == "old_deactivated"
 
 
 def deactivated(*users):
     p, _todo = _progress.idle_checked(finishing(*users), [])
-    p, _todo = _progress.deactivated(p, NOW)
+    p, _todo = _progress.deactivated(p, NOW, 15)
     return p
 
 
@@ -91,9 +91,18 @@ def test_deactivated_says_which_consumers_each_host_re_checks():
     p, _todo = _progress.gathered(plan(user(), user("kept", old_key_id=kept_old), user("ops", "retire", old_key_id=OTHER), entries=entries,
                                        targets=["web1", "web2"]), {"web1": UPDATED, "web2": UPDATED}, {}, NOW)
     p, _todo = _progress.idle_checked(p, [used])
-    p, todo = _progress.deactivated(p, NOW)
+    p, todo = _progress.deactivated(p, NOW, 15)
     assert todo["rechecks"] == {"web1": [entries[0]], "web2": [entries[1]], "web3": [entries[3]]}
     assert todo["rechecks"] == _progress.rechecks(p)
+
+
+@pytest.mark.parametrize("settle_s", [0, 2.5, 15])
+def test_the_re_checks_wait_for_the_deactivation_to_propagate(settle_s):
+    p = finishing(user())
+    assert p["recheck_after"] == 0
+    p, _todo = _progress.idle_checked(p, [])
+    p, _todo = _progress.deactivated(p, NOW, settle_s)
+    assert p["recheck_after"] == NOW.timestamp() + settle_s
 
 
 APP = {"host": "web1", "name": "app", "iam_user": "app"}
