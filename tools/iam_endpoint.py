@@ -46,7 +46,9 @@ Control API (plain HTTP JSON under /_rekey, no AWS auth):
                              action (named as in /counts) in scope fail with that AWS error, then
                              pass again. code: required; status: 400-599, default 400; message:
                              default "<code> (injected by the strict endpoint)"; count: int >= 1,
-                             default 1, null = every call. The error is shaped as AWS shapes it
+                             default 1, null = every call; delay_s: seconds >= 0 the endpoint
+                             waits before it answers that error (a call that hangs, then fails;
+                             the action is not done), default 0. The error is shaped as AWS shapes it
                              (query protocol: XML ErrorResponse, Type Sender below 500, Receiver
                              from 500; JSON protocol: {"__type", "message"}). GET shows the counts
                              left; an entry is removed once used up. Setting it replaces the map.
@@ -107,9 +109,9 @@ ADMIN_USER = "rekey-admin"
 CONTROL_PREFIX = "/_rekey"
 OUT_OF_BAND_ENVIRON = "HTTP_X_REKEY_OUT_OF_BAND"
 SCOPES = ("all", "controller")
-# (HTTP status, AWS error code, message) of the two rate faults.
-THROTTLING = (400, "Throttling", "Rate exceeded")
-INTERNAL_FAILURE = (500, "InternalFailure", "We encountered an internal error. Please try again.")
+# (HTTP status, AWS error code, message, seconds before the answer) of the two rate faults.
+THROTTLING = (400, "Throttling", "Rate exceeded", 0.0)
+INTERNAL_FAILURE = (500, "InternalFailure", "We encountered an internal error. Please try again.", 0.0)
 _JSON_CODES = {"Throttling": "ThrottlingException"}
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
@@ -178,9 +180,10 @@ def _fail_actions(name, value):
             raise FaultError(f"{name}: {action!r} is not an action: expected service:Action, e.g. iam:CreateAccessKey")
         if not isinstance(spec, dict):
             raise FaultError(f"{where} must be an object with code, status, message, count; got {spec!r}")
-        unknown = sorted(set(spec) - {"code", "status", "message", "count"})
+        unknown = sorted(set(spec) - {"code", "status", "message", "count", "delay_s"})
         if unknown:
-            raise FaultError(f"{where}: unknown field(s) {unknown}; expected some of ['code', 'count', 'message', 'status']")
+            raise FaultError(f"{where}: unknown field(s) {unknown}; expected some of "
+                             "['code', 'count', 'delay_s', 'message', 'status']")
         code = spec.get("code")
         if not isinstance(code, str) or not CODE_RE.match(code):
             raise FaultError(f"{where}.code must be an AWS error code such as LimitExceeded, got {code!r}")
@@ -194,6 +197,8 @@ def _fail_actions(name, value):
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
             raise FaultError(f"{where}.count must be a whole number >= 1, or null for every call; got {count!r}")
         checked[action] = {"code": code, "status": status, "message": message, "count": count}
+        if "delay_s" in spec:
+            checked[action]["delay_s"] = _delay(f"{where}.delay_s", spec["delay_s"])
     return checked
 
 
@@ -288,7 +293,8 @@ class Faults:
             return state == "refuse"
 
     def draw(self, action, from_controller):
-        """None or the error (status, code, message) to answer one AWS API request with."""
+        """None or the error (status, code, message, seconds to wait first) to answer one AWS API
+        request with."""
         with self._lock:
             if self._values["fault_scope"] == "controller" and not from_controller:
                 return None
@@ -301,7 +307,7 @@ class Faults:
                     spec["count"] -= 1
                     if spec["count"] == 0:
                         del self._values["fail_actions"][action]
-                return spec["status"], spec["code"], spec["message"]
+                return spec["status"], spec["code"], spec["message"], spec.get("delay_s", 0.0)
             if self._random.random() < self._values["throttle_rate"]:
                 return THROTTLING
             if self._random.random() < self._values["error_rate"]:
@@ -413,8 +419,9 @@ def _read_body(environ):
 
 
 def _fault_response(error, service, json_protocol, start_response):
-    """An AWS-shaped error answer: error is (HTTP status, code, message)."""
-    status, code, message = error
+    """An AWS-shaped error answer: error is (HTTP status, code, message, delay), the delay waited
+    already."""
+    status, code, message, _delay_s = error
     request_id = str(uuid.uuid4())
     if json_protocol:
         content_type = "application/x-amz-json-1.1"
@@ -514,6 +521,8 @@ class RekeyMiddleware:
         fault = self.faults.draw(name, from_controller)
         if fault:
             self.faulted.add((name, fault[1]))
+            # Outside the faults' lock: other requests go on meanwhile.
+            time.sleep(fault[3])
             return _fault_response(fault, service, json_protocol, start_response)
         return app(environ, start_response)
 

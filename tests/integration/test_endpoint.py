@@ -261,6 +261,8 @@ def test_control_api_rejects_bad_faults_by_name(endpoint):
      r"\.count must be a whole number >= 1, or null for every call; got 0"),
     ({"fail_actions": {"iam:CreateAccessKey": {"code": "LimitExceeded", "times": 2}}},
      r"unknown field\(s\) \['times'\]"),
+    ({"fail_actions": {"iam:UntagUser": {"code": "AccessDenied", "delay_s": -1}}},
+     r"fail_actions\['iam:UntagUser'\]\.delay_s must be a number of seconds >= 0, got -1"),
     ({"propagation_flap": [[0, "refuse"], [0, "accept"]]}, r"propagation_flap: 0 does not come after 0"),
     ({"propagation_flap": [[1, "maybe"]]}, r"propagation_flap: \[1, 'maybe'\] is not a change point"),
     ({"propagation_flap": [[-1, "refuse"]]}, r"propagation_flap: \[-1, 'refuse'\] is not a change point"),
@@ -316,6 +318,17 @@ def test_fail_actions_answer_that_aws_error_count_times(endpoint):
     assert endpoint.faulted_counts() == {"iam:CreateAccessKey": {"LimitExceeded": 1}}
     iam.create_access_key(UserName=user)
     assert len(endpoint.iam().list_access_keys(UserName=user)["AccessKeyMetadata"]) == 2
+
+
+def test_a_delayed_fail_action_hangs_then_fails_without_doing_the_action(endpoint):
+    user, key_id, secret = new_key(endpoint, allow_iam=True)
+    endpoint.iam().tag_user(UserName=user, Tags=[{"Key": "rekey:phase", "Value": "distributed"}])
+    endpoint.set_faults(fail_actions={"iam:UntagUser": {"code": "AccessDenied", "status": 403, "delay_s": 1.5}})
+    started = time.monotonic()
+    assert error_of(lambda: endpoint.iam(key_id, secret).untag_user(UserName=user, TagKeys=["rekey:phase"])) == (
+        403, "AccessDenied")
+    assert time.monotonic() - started >= 1.5
+    assert endpoint.iam().list_user_tags(UserName=user)["Tags"] == [{"Key": "rekey:phase", "Value": "distributed"}]
 
 
 def test_fail_actions_count_null_fails_every_call_and_json_services_get_json(endpoint):

@@ -83,25 +83,32 @@ def at_task(name):
     return build
 
 
-# (kill point, condition, the phases the state may show when killed, how the re-run gets the lock).
-# The state is written at planned (with the lock), distributing (once the store holds the new
-# key), distributed (with the renewed lock) and cleared with the unlock (issue 10); the points in
-# between are told apart by the keys (a new key at planned; the old key Inactive or gone).
+# The old key is deleted a few tasks before the unlock, too close for a kill polled every 100 ms to
+# land in between: the killed run's unlock hangs (and then fails, unlocking nothing) until it is
+# killed.
+UNLOCK_HANGS = {"fail_actions": {"iam:UntagUser": {"code": "AccessDenied", "status": 403, "count": None,
+                                                   "delay_s": 10}}}
+
+# (kill point, condition, the phases the state may show when killed, how the re-run gets the lock,
+# the endpoint's faults until the kill). The state is written at planned (with the lock),
+# distributing (once the store holds the new key), distributed (with the renewed lock) and cleared
+# with the unlock (issue 10); the points in between are told apart by the keys (a new key at
+# planned; the old key Inactive or gone).
 CASES = [
-    ("after_plan", at_phase("planned"), {"planned", "distributing"}, "expiry"),
-    ("key_created", key_created, {"planned", "distributing"}, "takeover"),
-    ("key_stored", at_phase("distributing"), {"distributing"}, "expiry"),
+    ("after_plan", at_phase("planned"), {"planned", "distributing"}, "expiry", {}),
+    ("key_created", key_created, {"planned", "distributing"}, "takeover", {}),
+    ("key_stored", at_phase("distributing"), {"distributing"}, "expiry", {}),
     ("after_propagation", at_task("Add the hosts that must receive a new key to the rollout group"), {"distributing"},
-     "takeover"),
-    ("mid_batch", mid_batch, {"distributing"}, "expiry"),
-    ("after_last_batch", at_phase("distributed"), {"distributed"}, "takeover"),
-    ("after_deactivation", old_key_inactive, {"distributed"}, "expiry"),
-    ("after_deletion", old_key_gone, {"distributed"}, "takeover"),
+     "takeover", {}),
+    ("mid_batch", mid_batch, {"distributing"}, "expiry", {}),
+    ("after_last_batch", at_phase("distributed"), {"distributed"}, "takeover", {}),
+    ("after_deactivation", old_key_inactive, {"distributed"}, "expiry", {}),
+    ("after_deletion", old_key_gone, {"distributed"}, "takeover", UNLOCK_HANGS),
 ]
 
 
-@pytest.mark.parametrize("point, condition, phases, relock", CASES, ids=[c[0] for c in CASES])
-def test_killed_rotation_resumes_and_converges(lab, point, condition, phases, relock):
+@pytest.mark.parametrize("point, condition, phases, relock, faults", CASES, ids=[c[0] for c in CASES])
+def test_killed_rotation_resumes_and_converges(lab, point, condition, phases, relock, faults):
     lab.ep.clear_faults()
     user, old = lab.seed(prefix=f"res-{point.replace('_', '')[:8]}")
     old_id = old["AccessKeyId"]
@@ -110,8 +117,10 @@ def test_killed_rotation_resumes_and_converges(lab, point, condition, phases, re
     prober = Prober(lab.fleet.app_urls, timeline=lab.dir / f"resume-{point}.jsonl", interval=PROBE_INTERVAL_S).start()
     try:
         with KeyWatcher(lab, user) as watcher:
+            lab.ep.set_faults(**faults)
             killed = BackgroundRun(lab, consumers, lab.dir, rotate_force=True, **FAST)
             killed.kill_when(condition(lab, user, old_id))
+            lab.ep.clear_faults()
             killed_at = time.monotonic() - started
             state = settled_tags(lab, user)
             apps_at_kill = {host: lab.app_key_id(host) for host in lab.hosts}
