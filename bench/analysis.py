@@ -22,6 +22,24 @@ DISTRIBUTE_GOAL_FROM_HOSTS = 10
 PROBER_GOAL_HOSTS = 200
 
 
+# A run on a lab this small lasts seconds, where a loaded second is 10 %: its pairs are repeated.
+REPEATED_BELOW_HOSTS = 10
+
+
+def repeats_for(hosts, repeats):
+    """How many alternating pairs (rotation, bare push) a lab of `hosts` runs per forks setting."""
+    return repeats if hosts < REPEATED_BELOW_HOSTS else 1
+
+
+def median_run(runs):
+    """Of the repeated runs of one kind, the one of median wall time (the lower of the two middle
+    ones when their number is even); the last run when one failed (it says why)."""
+    if not all(r.get("ok") for r in runs):
+        return runs[-1]
+    ordered = sorted(runs, key=lambda r: r["wall_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def ratio(numerator, denominator):
     """numerator / denominator rounded to 2 places; None when either is missing or the denominator is 0."""
     if numerator is None or denominator in (None, 0):

@@ -8,8 +8,10 @@ an IAM user with a first key, N hosts whose demo apps run on it); then for each 
   bare push  bench/bare_push.yml with the same serial and forks: a key created out of band is
              written, the app restarted, /health awaited on the new key; then the key the hosts
              no longer hold is deleted out of band, so that the next rotation starts from one key.
-Before the first run on a lab, the SSH connections to its hosts are opened once (not measured), so
-that neither run pays their setup. Each run records its wall time and the peak PSS of the
+On a lab of fewer than 10 hosts, where a run lasts seconds, each forks setting runs 3 such pairs
+(--repeats), alternating, and the run of median wall time of each kind counts. Before the first
+run on a lab, the SSH connections to its hosts are opened once (not measured), so that neither run
+pays their setup. Each run records its wall time and the peak PSS of the
 ansible-playbook process tree; a rotation also its phases and per-user verification times (the
 report), IAM calls by action, and the auth failures the prober saw. Then (--many-users 20), with a
 propagation delay (--delay 8) on the endpoint: on a lab of 20 hosts each holding its own user's key, one run rotating one user (its one
@@ -168,8 +170,9 @@ def open_connections(directory: Path, log: Path) -> float:
     return time.monotonic() - started
 
 
-def measure_size(hosts: int, forks_list: list[int], logs: Path) -> list[dict]:
-    """One lab of `hosts` hosts; per forks setting a rotation, then a bare push."""
+def measure_size(hosts: int, forks_list: list[int], logs: Path, repeats: int) -> list[dict]:
+    """One lab of `hosts` hosts; per forks setting a rotation, then a bare push (on a small lab
+    `repeats` such pairs, alternating, the median run of each kind counting)."""
     directory = Path(tempfile.mkdtemp(prefix=f"rekey-bench-{hosts}-"))
     pairs = []
     try:
@@ -179,14 +182,25 @@ def measure_size(hosts: int, forks_list: list[int], logs: Path) -> list[dict]:
         warm = open_connections(directory, logs / f"hosts-{hosts}-connect.log")
         print(f"  SSH connections opened in {warm:.1f} s (not measured)", flush=True)
         for forks in forks_list:
-            name = f"hosts-{hosts}-forks-{forks}"
-            rotation = rotate(directory, logs / f"{name}-rotation.log", forks)
-            print(f"  forks {forks}: rotation {rotation['wall_s']} s ({rotation['message'][:200]})", flush=True)
-            push = bare_push(directory, logs / f"{name}-push.log", forks) if rotation["ok"] else \
-                {"ok": False, "message": "not run: the rotation failed"}
-            print(f"  forks {forks}: bare push {push.get('wall_s', '-')} s ({push['message']})", flush=True)
-            pairs.append({"hosts": hosts, "forks": forks, "rotation": rotation, "push": push})
-            if not rotation["ok"] or not push["ok"]:
+            rotations, pushes = [], []
+            for attempt in range(analysis.repeats_for(hosts, repeats)):
+                name = f"hosts-{hosts}-forks-{forks}" + (f"-{attempt + 1}" if attempt else "")
+                rotation = rotate(directory, logs / f"{name}-rotation.log", forks)
+                print(f"  forks {forks}: rotation {rotation['wall_s']} s ({rotation['message'][:200]})", flush=True)
+                push = bare_push(directory, logs / f"{name}-push.log", forks) if rotation["ok"] else \
+                    {"ok": False, "message": "not run: the rotation failed"}
+                print(f"  forks {forks}: bare push {push.get('wall_s', '-')} s ({push['message']})", flush=True)
+                rotations.append(rotation)
+                pushes.append(push)
+                if not rotation["ok"] or not push["ok"]:
+                    break
+            pair = {"hosts": hosts, "forks": forks, "rotation": analysis.median_run(rotations),
+                    "push": analysis.median_run(pushes)}
+            if len(rotations) > 1:
+                pair["repeats"] = {"rotation_s": [r.get("wall_s") for r in rotations],
+                                   "push_s": [p.get("wall_s") for p in pushes]}
+            pairs.append(pair)
+            if not pair["rotation"]["ok"] or not pair["push"]["ok"]:
                 break
     except Exception as exc:  # pylint: disable=broad-exception-caught  # recorded, and exit 2
         failed = {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
@@ -270,6 +284,9 @@ def main() -> int:
                         help="fleet sizes, comma-separated (default 1,10,50; none: only the many-users run)")
     parser.add_argument("--forks", type=number_list, default=number_list("5,25"),
                         help="ansible-playbook -f settings, comma-separated (default 5,25)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating pairs per forks setting on labs of fewer than %d hosts, the median run "
+                             "of each kind counting (default 3)" % analysis.REPEATED_BELOW_HOSTS)
     parser.add_argument("--many-users", type=int, default=20, help="users (and hosts) of the many-users run; 0: skip")
     parser.add_argument("--delay", type=float, default=8.0, help="propagation delay of the many-users run (s)")
     parser.add_argument("--out", type=Path, default=REPO / "demo-out" / "bench.json",
@@ -283,7 +300,7 @@ def main() -> int:
     pairs = []
     for hosts in args.hosts:
         print(f"{hosts} host(s), forks {args.forks} ...", flush=True)
-        pairs.extend(measure_size(hosts, args.forks, logs))
+        pairs.extend(measure_size(hosts, args.forks, logs, args.repeats))
         save(args.out, pairs, None, partial=True)  # an interrupted bench keeps the sizes it measured
     earlier = merged_pairs(args.merge, pairs)
     if earlier:

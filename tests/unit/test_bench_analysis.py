@@ -175,3 +175,20 @@ def test_verdict_lines():
     lines = analysis.verdict_lines([{"goal": "g", "holds": False, "detail": "d", "gates_exit": True},
                                     {"goal": "h", "holds": None, "detail": "n", "gates_exit": False}])
     assert lines == ["FAILS  g: d  [gates the exit status]", "n/a    h: n"]
+
+
+@pytest.mark.parametrize("hosts, repeats, expected", [(1, 3, 3), (9, 3, 3), (10, 3, 1), (200, 3, 1), (1, 1, 1)])
+def test_only_small_labs_repeat_their_pairs(hosts, repeats, expected):
+    assert analysis.repeats_for(hosts, repeats) == expected
+
+
+@pytest.mark.parametrize("walls, expected", [([12.4, 10.3, 10.7], 10.7), ([9.0], 9.0), ([11.0, 10.0], 10.0),
+                                             ([5.0, 4.0, 6.0, 7.0], 5.0)])
+def test_the_median_run_counts(walls, expected):
+    runs = [{"ok": True, "wall_s": w} for w in walls]
+    assert analysis.median_run(runs)["wall_s"] == expected
+
+
+def test_a_failed_repeat_is_the_run_that_counts():
+    runs = [{"ok": True, "wall_s": 10.0}, {"ok": False, "wall_s": 3.0, "message": "failed"}]
+    assert analysis.median_run(runs)["message"] == "failed"
