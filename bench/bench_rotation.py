@@ -11,9 +11,9 @@ an IAM user with a first key, N hosts whose demo apps run on it); then for each 
 On a lab of fewer than 10 hosts, where a run lasts seconds, each forks setting runs 3 such pairs
 (--repeats), alternating, and the run of median wall time of each kind counts. Before the first
 run on a lab, the SSH connections to its hosts are opened once (not measured), so that neither run
-pays their setup. Each run records its wall time and the peak PSS of the
-ansible-playbook process tree; a rotation also its phases and per-user verification times (the
-report), IAM calls by action, and the auth failures the prober saw. Then (--many-users 20), with a
+pays their setup. Each run records its wall time and the peak PSS of the ansible-playbook process
+tree; a rotation also its phases and per-user verification times (the report), IAM calls by
+action, and the auth failures the prober saw. Then (--many-users 20), with a
 propagation delay (--delay 8) on the endpoint: on a lab of 20 hosts each holding its own user's key, one run rotating one user (its one
 host), one run rotating all 20; and on a lab of 20 hosts that all hold one user's key, that user
 rotated: the same rollout of 20 hosts for one user, the baseline the 20 users are judged against.

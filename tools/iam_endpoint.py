@@ -179,7 +179,7 @@ def _fail_actions(name, value):
         if not isinstance(action, str) or not ACTION_RE.match(action):
             raise FaultError(f"{name}: {action!r} is not an action: expected service:Action, e.g. iam:CreateAccessKey")
         if not isinstance(spec, dict):
-            raise FaultError(f"{where} must be an object with code, status, message, count; got {spec!r}")
+            raise FaultError(f"{where} must be an object with code, status, message, count, delay_s; got {spec!r}")
         unknown = sorted(set(spec) - {"code", "status", "message", "count", "delay_s"})
         if unknown:
             raise FaultError(f"{where}: unknown field(s) {unknown}; expected some of "
